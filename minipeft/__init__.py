@@ -1,0 +1,42 @@
+"""minipeft: Prefix Tuning and P-Tuning v2 from scratch, with Hugging Face PEFT's names and behaviour.
+
+The companion library of the minipeft book: each chapter imports its machinery from here.
+
+    >>> from minipeft import PrefixTuningConfig, TaskType, get_peft_model, load_base_model
+    >>> model, tokenizer = load_base_model()  # SmolLM2-135M-Instruct, offline
+    >>> model = get_peft_model(model, PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=30))
+    >>> model.print_trainable_parameters()
+    trainable params: 345,600 || all params: 134,860,608 || trainable%: 0.2563
+"""
+
+from .config import PeftType, PrefixTuningConfig, TaskType
+from .encoder import PrefixEncoder
+from .injection import (
+    build_prefix_cache,
+    extend_attention_mask,
+    position_ids_from_attention_mask,
+    prefix_to_past_key_values,
+)
+from .models import EMBEDDED_MODEL, HUB_MODEL_ID, convert_embedded_model, embedded_gguf_path, load_base_model
+from .peft_model import PeftModel, PeftModelForCausalLM, get_peft_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EMBEDDED_MODEL",
+    "HUB_MODEL_ID",
+    "PeftModel",
+    "PeftModelForCausalLM",
+    "PeftType",
+    "PrefixEncoder",
+    "PrefixTuningConfig",
+    "TaskType",
+    "build_prefix_cache",
+    "convert_embedded_model",
+    "embedded_gguf_path",
+    "extend_attention_mask",
+    "get_peft_model",
+    "load_base_model",
+    "position_ids_from_attention_mask",
+    "prefix_to_past_key_values",
+]

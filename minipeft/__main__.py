@@ -1,0 +1,5 @@
+"""``python -m minipeft``: prepare the embedded base model (convert the GGUF once) and print its folder."""
+
+from .models import main
+
+main()

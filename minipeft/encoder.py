@@ -1,0 +1,67 @@
+"""The prefix encoder: the trainable parameters of Prefix Tuning and P-Tuning v2.
+
+Two ways to produce the prefix, a tensor ``(batch, num_virtual_tokens, 2*num_layers*token_dim)``
+that holds every layer's keys and values:
+
+- P-Tuning v2 (Liu et al. 2022, section 3.3, "reparameterization ... we find its usefulness depends
+  on tasks"): the prefix *is* the parameter, one embedding row of width ``2*num_layers*token_dim``
+  per virtual token.
+- Prefix Tuning (Li & Liang 2021, section 4.3, equation 5): a smaller embedding of width
+  ``token_dim`` passed through an MLP, ``Linear(token_dim, encoder_hidden_size) -> Tanh ->
+  Linear(encoder_hidden_size, 2*num_layers*token_dim)``. Only the MLP's output is needed after
+  training, so the MLP can be dropped then (``inference_mode=True``).
+
+Follows PEFT ``src/peft/tuners/prefix_tuning/model.py`` (same module names: ``embedding``,
+``transform``), so state dicts line up.
+
+Explained in: book/01_why_prefix_tuning.ipynb
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import PrefixTuningConfig
+
+
+class PrefixEncoder(nn.Module):
+    """Maps virtual-token indices to every layer's prefix keys and values.
+
+    Args:
+        config: A filled :class:`~minipeft.PrefixTuningConfig` (``num_layers`` and ``token_dim`` set).
+
+    Shapes:
+        input ``prefix``: ``(batch, num_virtual_tokens)`` integer indices ``0..num_virtual_tokens-1``.
+        output: ``(batch, num_virtual_tokens, 2*num_layers*token_dim)``.
+
+    Raises:
+        ValueError: ``num_layers`` or ``token_dim`` is not filled in yet.
+    """
+
+    def __init__(self, config: PrefixTuningConfig) -> None:
+        super().__init__()
+        if config.num_layers is None or config.token_dim is None:
+            raise ValueError(
+                "PrefixEncoder needs num_layers and token_dim; call config.fill_from_model_config(model.config) "
+                "or use get_peft_model, which does it."
+            )
+        self.prefix_projection = config.prefix_projection and not config.inference_mode
+        out_dim = 2 * config.num_layers * config.token_dim  # every layer's keys and values, side by side
+        if self.prefix_projection:
+            # Prefix Tuning: P'_theta (num_virtual_tokens, token_dim) -> MLP -> P_theta (eq. 5)
+            self.embedding = nn.Embedding(config.num_virtual_tokens, config.token_dim)
+            self.transform = nn.Sequential(
+                nn.Linear(config.token_dim, config.encoder_hidden_size),
+                nn.Tanh(),
+                nn.Linear(config.encoder_hidden_size, out_dim),
+            )
+        else:
+            # P-Tuning v2 (and an adapter loaded for inference): the table is the prefix itself
+            self.embedding = nn.Embedding(config.num_virtual_tokens, out_dim)
+
+    def forward(self, prefix: torch.Tensor) -> torch.Tensor:
+        """``prefix`` ``(batch, num_virtual_tokens)`` -> ``(batch, num_virtual_tokens, 2*num_layers*token_dim)``."""
+        if self.prefix_projection:
+            return self.transform(self.embedding(prefix))  # (B, P, token_dim) -> (B, P, 2*L*token_dim)
+        return self.embedding(prefix)  # (B, P, 2*L*token_dim)

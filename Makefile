@@ -9,8 +9,10 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
+# tqdm warns in a kernel without ipywidgets; the progress bars fall back to text, which is what we want
+export PYTHONWARNINGS := ignore:IProgress not found
 
-.PHONY: book test lint format setup clean
+.PHONY: book test lint format setup notebooks clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +35,10 @@ lint: $(VENV)/.installed
 
 test: setup lint
 	$(BIN)/python -m pytest
+
+# Re-execute every chapter in place, so that the committed notebooks carry their outputs.
+notebooks: setup
+	$(BIN)/jupyter execute --inplace book/*.ipynb
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format .

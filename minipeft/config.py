@@ -94,7 +94,9 @@ class PrefixTuningConfig:
             self.task_type = TaskType(self.task_type)
         except ValueError:
             known = ", ".join(t.value for t in TaskType)
-            raise ValueError(f"PrefixTuningConfig.task_type={self.task_type!r} is unknown; expected one of {known}.") from None
+            raise ValueError(
+                f"PrefixTuningConfig.task_type={self.task_type!r} is unknown; expected one of {known}."
+            ) from None
         if self.task_type not in SUPPORTED_TASK_TYPES:
             raise ValueError(
                 f"PrefixTuningConfig.task_type={self.task_type.value!r} is not supported by minipeft yet; "
@@ -104,7 +106,9 @@ class PrefixTuningConfig:
             raise ValueError(f"PrefixTuningConfig.peft_type must be 'PREFIX_TUNING', got {self.peft_type!r}.")
         self.peft_type = PeftType.PREFIX_TUNING
         if self.num_virtual_tokens is None:
-            raise ValueError("PrefixTuningConfig.num_virtual_tokens is required: how many virtual tokens the prefix has, e.g. 30.")
+            raise ValueError(
+                "PrefixTuningConfig.num_virtual_tokens is required: how many virtual tokens the prefix has, e.g. 30."
+            )
         for name in ("num_virtual_tokens", "token_dim", "num_layers", "num_attention_heads", "encoder_hidden_size"):
             value = getattr(self, name)
             if value is None:
@@ -131,7 +135,9 @@ class PrefixTuningConfig:
     def head_dim(self) -> int:
         """Width of one key (or value) head: ``token_dim // num_attention_heads``."""
         if self.token_dim is None or self.num_attention_heads is None:
-            raise ValueError("PrefixTuningConfig.head_dim needs token_dim and num_attention_heads; call fill_from_model_config first.")
+            raise ValueError(
+                "PrefixTuningConfig.head_dim needs token_dim and num_attention_heads; call fill_from_model_config first."
+            )
         return self.token_dim // self.num_attention_heads
 
     def fill_from_model_config(self, model_config: Any) -> PrefixTuningConfig:
@@ -162,9 +168,13 @@ class PrefixTuningConfig:
         num_heads = _first_attr(model_config, "num_attention_heads", "n_head", "num_heads")
         hidden_size = _first_attr(model_config, "hidden_size", "n_embd", "d_model")
         if num_layers is None:
-            raise ValueError("The model's config has no num_hidden_layers (or n_layer); set PrefixTuningConfig.num_layers.")
+            raise ValueError(
+                "The model's config has no num_hidden_layers (or n_layer); set PrefixTuningConfig.num_layers."
+            )
         if num_heads is None:
-            raise ValueError("The model's config has no num_attention_heads (or n_head); set PrefixTuningConfig.num_attention_heads.")
+            raise ValueError(
+                "The model's config has no num_attention_heads (or n_head); set PrefixTuningConfig.num_attention_heads."
+            )
         num_key_value_heads = getattr(model_config, "num_key_value_heads", None) or num_heads
         head_dim = getattr(model_config, "head_dim", None)
         if head_dim is None:

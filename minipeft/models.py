@@ -13,11 +13,13 @@ Explained in: book/01_why_prefix_tuning.ipynb
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +140,8 @@ def load_base_model(
     embedded = name_or_path == EMBEDDED_MODEL
     path = convert_embedded_model(cache_dir) if embedded else name_or_path
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    with _quiet_progress_bars(embedded):  # a one-second local load needs no bar; a download keeps its own
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     model.eval()
     if embedded:  # name it after the model it is, not after this machine's cache folder
         model.name_or_path = model.config.name_or_path = HUB_MODEL_ID
@@ -146,6 +149,20 @@ def load_base_model(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars(quiet: bool = True) -> Iterator[None]:
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    if quiet:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
 
 
 def main() -> None:

@@ -43,9 +43,10 @@ class PeftModel(nn.Module):
         super().__init__()
         if any(getattr(m, "gradient_checkpointing", False) for m in model.modules()):
             raise ValueError(
-                "Prefix tuning does not work with gradient checkpointing: the prefix is passed as past_key_values, "
-                "which transformers drops when gradient checkpointing is on. Call "
-                "model.gradient_checkpointing_disable() before get_peft_model."
+                "Prefix tuning does not work with gradient (activation) checkpointing: the prefix is passed as "
+                "past_key_values, which transformers drops when checkpointing is on. Turn it off before "
+                "get_peft_model: model.activation_checkpointing_disable() (gradient_checkpointing_disable() "
+                "in older transformers)."
             )
         self.base_model = model
         self.active_adapter = adapter_name
@@ -101,7 +102,9 @@ class PeftModel(nn.Module):
     def print_trainable_parameters(self) -> None:
         """Print PEFT's line, e.g. ``trainable params: 1,474,560 || all params: 560,689,152 || trainable%: 0.2630``."""
         trainable, total = self.get_nb_trainable_parameters()
-        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
+        print(
+            f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
+        )
 
     def __getattr__(self, name: str) -> Any:
         """Forward missing attributes (``config``, ``device``, ``generation_config``, ...) to the base model."""

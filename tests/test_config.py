@@ -66,7 +66,9 @@ def _peft_filled(model_config, **kwargs):
         # multi-head: num_key_value_heads == num_attention_heads
         LlamaConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2),
         # Qwen3-0.6B: head_dim 128 although hidden_size / heads = 64
-        Qwen3Config(hidden_size=1024, num_attention_heads=16, num_key_value_heads=8, head_dim=128, num_hidden_layers=28),
+        Qwen3Config(
+            hidden_size=1024, num_attention_heads=16, num_key_value_heads=8, head_dim=128, num_hidden_layers=28
+        ),
     ],
 )
 def test_filled_fields_equal_peft(model_config):

@@ -33,7 +33,9 @@ def make_pair(base: torch.nn.Module, num_virtual_tokens: int = 5, prefix_project
     theirs = peft.get_peft_model(
         copy.deepcopy(base),
         peft.PrefixTuningConfig(
-            task_type=peft.TaskType.CAUSAL_LM, num_virtual_tokens=num_virtual_tokens, prefix_projection=prefix_projection
+            task_type=peft.TaskType.CAUSAL_LM,
+            num_virtual_tokens=num_virtual_tokens,
+            prefix_projection=prefix_projection,
         ),
     ).eval()
     with torch.no_grad():  # a prefix of realistic scale: random N(0, 1) rows swamp a tiny model
@@ -106,7 +108,9 @@ def test_generation_uses_the_prefix(tiny_model):
 def test_same_logits_and_tokens_as_peft_on_smollm2(smollm2, prefix_projection):
     model, tokenizer = smollm2
     ours, theirs = make_pair(model, num_virtual_tokens=10, prefix_projection=prefix_projection)
-    batch = tokenizer(["The capital of France is", "Prefix tuning trains a few vectors and"], return_tensors="pt", padding=True)
+    batch = tokenizer(
+        ["The capital of France is", "Prefix tuning trains a few vectors and"], return_tensors="pt", padding=True
+    )
     assert batch["attention_mask"][0].min() == 0, "the batch should be left-padded"
     diff = max_logit_difference(ours, theirs, **batch)
     assert diff <= ATOL

@@ -9,7 +9,7 @@ The companion library of the minipeft book: each chapter imports its machinery f
     trainable params: 345,600 || all params: 134,860,608 || trainable%: 0.2563
 """
 
-from .config import PeftType, PrefixTuningConfig, TaskType
+from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, TaskType
 from .encoder import PrefixEncoder
 from .injection import (
     build_prefix_cache,
@@ -19,6 +19,7 @@ from .injection import (
 )
 from .models import EMBEDDED_MODEL, HUB_MODEL_ID, convert_embedded_model, embedded_gguf_path, load_base_model
 from .peft_model import PeftModel, PeftModelForCausalLM, get_peft_model
+from .prompt_tuning import PromptEmbedding, PromptTuningConfig, PromptTuningInit
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,10 @@ __all__ = [
     "PeftType",
     "PrefixEncoder",
     "PrefixTuningConfig",
+    "PromptEmbedding",
+    "PromptLearningConfig",
+    "PromptTuningConfig",
+    "PromptTuningInit",
     "TaskType",
     "build_prefix_cache",
     "convert_embedded_model",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 class TaskType(str, enum.Enum):
@@ -43,7 +43,134 @@ SUPPORTED_TASK_TYPES = (TaskType.CAUSAL_LM,)
 
 
 @dataclass
-class PrefixTuningConfig:
+class PromptLearningConfig:
+    """Fields shared by the prompt-learning methods (PEFT's ``PromptLearningConfig``).
+
+    Args:
+        task_type: What the base model does; only ``TaskType.CAUSAL_LM`` is implemented.
+        num_virtual_tokens: Number of virtual tokens, i.e. the length of the soft prompt or prefix.
+        token_dim: Width of one virtual token's vector; filled from the base model's config.
+        num_layers: Number of transformer layers; filled from the base model's config.
+        num_attention_heads: Number of attention heads; filled from the base model's config.
+        inference_mode: ``True`` freezes the adapter (it is loaded to be used, not trained).
+        num_transformer_submodules: 1 for decoder-only models (PEFT uses 2 for encoder-decoders).
+        base_model_name_or_path: Where the base model came from; informational.
+
+    Raises:
+        ValueError: ``num_virtual_tokens`` missing or not a positive integer; a task type that is not
+            implemented; a non-positive shape field.
+    """
+
+    task_type: TaskType | str | None = TaskType.CAUSAL_LM
+    num_virtual_tokens: int | None = None
+    token_dim: int | None = None
+    num_layers: int | None = None
+    num_attention_heads: int | None = None
+    inference_mode: bool = False
+    num_transformer_submodules: int | None = None
+    base_model_name_or_path: str | None = None
+
+    #: The method, fixed by each subclass (PEFT writes it to ``adapter_config.json``).
+    PEFT_TYPE: ClassVar[PeftType]
+    _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = ("num_virtual_tokens", "token_dim", "num_layers", "num_attention_heads")
+
+    @property
+    def peft_type(self) -> PeftType:
+        """The tuning method, e.g. ``PeftType.PREFIX_TUNING``."""
+        return self.PEFT_TYPE
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.task_type is None:
+            raise ValueError(f"{name}.task_type is None; use task_type=TaskType.CAUSAL_LM.")
+        try:
+            self.task_type = TaskType(self.task_type)
+        except ValueError:
+            known = ", ".join(t.value for t in TaskType)
+            raise ValueError(f"{name}.task_type={self.task_type!r} is unknown; expected one of {known}.") from None
+        if self.task_type not in SUPPORTED_TASK_TYPES:
+            raise ValueError(
+                f"{name}.task_type={self.task_type.value!r} is not supported by minipeft yet; "
+                f"supported: {', '.join(t.value for t in SUPPORTED_TASK_TYPES)}."
+            )
+        if self.num_virtual_tokens is None:
+            raise ValueError(f"{name}.num_virtual_tokens is required: how many virtual tokens, e.g. 30.")
+        for field in self._SHAPE_FIELDS:
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name}.{field} must be a positive integer, got {value!r}.")
+        if self.num_transformer_submodules is None:
+            self.num_transformer_submodules = 1
+        if self.num_transformer_submodules != 1:
+            raise ValueError(
+                f"{name}.num_transformer_submodules must be 1 for a decoder-only (CAUSAL_LM) model, "
+                f"got {self.num_transformer_submodules!r}."
+            )
+
+    def fill_from_model_config(self, model_config: Any) -> PromptLearningConfig:
+        """Fill ``num_layers``, ``num_attention_heads`` and ``token_dim`` (``hidden_size``) from the model.
+
+        Fields already set are checked, not overwritten.
+
+        Args:
+            model_config: A transformers ``PretrainedConfig`` (or any object with its attributes).
+
+        Returns:
+            ``self``, filled in.
+
+        Raises:
+            ValueError: the config has no layer count, head count or hidden size, or a field set by
+                hand disagrees with the model.
+        """
+        shape = _model_shape(model_config)
+        self._set_or_check(
+            shape,
+            num_layers=shape["num_hidden_layers"],
+            num_attention_heads=shape["num_attention_heads"],
+            token_dim=shape["hidden_size"],
+        )
+        return self
+
+    def _set_or_check(self, shape: dict[str, int], **expected: int) -> None:
+        for field, value in expected.items():
+            current = getattr(self, field)
+            if current is None:
+                setattr(self, field, value)
+            elif current != value:
+                described = ", ".join(f"{k}={v}" for k, v in shape.items())
+                raise ValueError(
+                    f"{type(self).__name__}.{field}={current} does not fit the base model, which needs "
+                    f"{field}={value} ({described}). Leave {field}=None to fill it from the model."
+                )
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PromptLearningConfig:
+        """Build a config from a dict with PEFT's keys, e.g. a parsed ``adapter_config.json``.
+
+        Keys that minipeft has no field for (PEFT's ``revision``, ``auto_mapping``,
+        ``peft_version``, ...) are ignored.
+
+        Raises:
+            ValueError: ``values["peft_type"]`` names another method than this class's.
+        """
+        peft_type = values.get("peft_type", cls.PEFT_TYPE.value)
+        if str(getattr(peft_type, "value", peft_type)) != cls.PEFT_TYPE.value:
+            raise ValueError(f"{cls.__name__} needs peft_type={cls.PEFT_TYPE.value!r}, got peft_type={peft_type!r}.")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a JSON-ready dict with PEFT's keys (enums as their string values)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["task_type"] = TaskType(self.task_type).value
+        out["peft_type"] = self.peft_type.value
+        return out
+
+
+@dataclass
+class PrefixTuningConfig(PromptLearningConfig):
     """The configuration of a prefix (Prefix Tuning or P-Tuning v2), with PEFT's field names.
 
     A prefix is ``num_virtual_tokens`` key/value pairs at every one of ``num_layers`` attention
@@ -71,57 +198,19 @@ class PrefixTuningConfig:
 
     Raises:
         ValueError: ``num_virtual_tokens`` missing or not a positive integer; a task type that is not
-            implemented; a non-positive shape field; a field that cannot be filled from the model's
-            config (see :meth:`fill_from_model_config`).
+            implemented; a non-positive shape field; ``token_dim`` not divisible by
+            ``num_attention_heads``; a field that cannot be filled from the model's config (see
+            :meth:`fill_from_model_config`).
     """
 
-    task_type: TaskType | str | None = TaskType.CAUSAL_LM
-    num_virtual_tokens: int | None = None
-    token_dim: int | None = None
-    num_layers: int | None = None
-    num_attention_heads: int | None = None
     encoder_hidden_size: int | None = None
     prefix_projection: bool = False
-    inference_mode: bool = False
-    num_transformer_submodules: int | None = None
-    base_model_name_or_path: str | None = None
-    peft_type: PeftType | str = PeftType.PREFIX_TUNING
+
+    PEFT_TYPE: ClassVar[PeftType] = PeftType.PREFIX_TUNING
+    _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = PromptLearningConfig._SHAPE_FIELDS + ("encoder_hidden_size",)
 
     def __post_init__(self) -> None:
-        if self.task_type is None:
-            raise ValueError("PrefixTuningConfig.task_type is None; use task_type=TaskType.CAUSAL_LM.")
-        try:
-            self.task_type = TaskType(self.task_type)
-        except ValueError:
-            known = ", ".join(t.value for t in TaskType)
-            raise ValueError(
-                f"PrefixTuningConfig.task_type={self.task_type!r} is unknown; expected one of {known}."
-            ) from None
-        if self.task_type not in SUPPORTED_TASK_TYPES:
-            raise ValueError(
-                f"PrefixTuningConfig.task_type={self.task_type.value!r} is not supported by minipeft yet; "
-                f"supported: {', '.join(t.value for t in SUPPORTED_TASK_TYPES)}."
-            )
-        if PeftType(self.peft_type) is not PeftType.PREFIX_TUNING:
-            raise ValueError(f"PrefixTuningConfig.peft_type must be 'PREFIX_TUNING', got {self.peft_type!r}.")
-        self.peft_type = PeftType.PREFIX_TUNING
-        if self.num_virtual_tokens is None:
-            raise ValueError(
-                "PrefixTuningConfig.num_virtual_tokens is required: how many virtual tokens the prefix has, e.g. 30."
-            )
-        for name in ("num_virtual_tokens", "token_dim", "num_layers", "num_attention_heads", "encoder_hidden_size"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"PrefixTuningConfig.{name} must be a positive integer, got {value!r}.")
-        if self.num_transformer_submodules is None:
-            self.num_transformer_submodules = 1
-        if self.num_transformer_submodules != 1:
-            raise ValueError(
-                "PrefixTuningConfig.num_transformer_submodules must be 1 for a decoder-only (CAUSAL_LM) model, "
-                f"got {self.num_transformer_submodules!r}."
-            )
+        super().__post_init__()
         if self.token_dim is not None and self.num_attention_heads is not None:
             if self.token_dim % self.num_attention_heads:
                 raise ValueError(
@@ -162,50 +251,41 @@ class PrefixTuningConfig:
             ValueError: the config has no layer count, no head count or no hidden size, or a field
                 set by hand disagrees with the model.
         """
-        if hasattr(model_config, "get_text_config"):
-            model_config = model_config.get_text_config()
-        num_layers = _first_attr(model_config, "num_hidden_layers", "num_layers", "n_layer")
-        num_heads = _first_attr(model_config, "num_attention_heads", "n_head", "num_heads")
-        hidden_size = _first_attr(model_config, "hidden_size", "n_embd", "d_model")
-        if num_layers is None:
-            raise ValueError(
-                "The model's config has no num_hidden_layers (or n_layer); set PrefixTuningConfig.num_layers."
-            )
-        if num_heads is None:
-            raise ValueError(
-                "The model's config has no num_attention_heads (or n_head); set PrefixTuningConfig.num_attention_heads."
-            )
-        num_key_value_heads = getattr(model_config, "num_key_value_heads", None) or num_heads
-        head_dim = getattr(model_config, "head_dim", None)
-        if head_dim is None:
-            if hidden_size is None:
-                raise ValueError("The model's config has no hidden_size (or n_embd); set PrefixTuningConfig.token_dim.")
-            head_dim = hidden_size // num_heads
-        expected = {
-            "num_layers": num_layers,
-            "num_attention_heads": num_key_value_heads,
-            "token_dim": head_dim * num_key_value_heads,
-        }
-        for name, value in expected.items():
-            current = getattr(self, name)
-            if current is None:
-                setattr(self, name, value)
-            elif current != value:
-                raise ValueError(
-                    f"PrefixTuningConfig.{name}={current} does not fit the base model, which needs {name}={value} "
-                    f"(num_hidden_layers={num_layers}, num_key_value_heads={num_key_value_heads}, head_dim={head_dim}). "
-                    f"Leave {name}=None to fill it from the model."
-                )
+        shape = _model_shape(model_config)
+        self._set_or_check(
+            shape,
+            num_layers=shape["num_hidden_layers"],
+            num_attention_heads=shape["num_key_value_heads"],
+            token_dim=shape["head_dim"] * shape["num_key_value_heads"],
+        )
         if self.encoder_hidden_size is None:
             self.encoder_hidden_size = self.token_dim
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        """The config as a JSON-ready dict with PEFT's keys (enums as their string values)."""
-        out = dataclasses.asdict(self)
-        out["task_type"] = TaskType(self.task_type).value
-        out["peft_type"] = PeftType(self.peft_type).value
-        return out
+
+def _model_shape(model_config: Any) -> dict[str, int]:
+    """The attention shapes of a transformers config, under transformers' standard names."""
+    if hasattr(model_config, "get_text_config"):
+        model_config = model_config.get_text_config()
+    num_layers = _first_attr(model_config, "num_hidden_layers", "num_layers", "n_layer")
+    num_heads = _first_attr(model_config, "num_attention_heads", "n_head", "num_heads")
+    hidden_size = _first_attr(model_config, "hidden_size", "n_embd", "d_model")
+    if num_layers is None:
+        raise ValueError("The model's config has no num_hidden_layers (or n_layer); set num_layers in the config.")
+    if num_heads is None:
+        raise ValueError(
+            "The model's config has no num_attention_heads (or n_head); set num_attention_heads in the config."
+        )
+    if hidden_size is None:
+        raise ValueError("The model's config has no hidden_size (or n_embd); set token_dim in the config.")
+    head_dim = getattr(model_config, "head_dim", None) or hidden_size // num_heads
+    return {
+        "num_hidden_layers": num_layers,
+        "hidden_size": hidden_size,
+        "num_attention_heads": num_heads,
+        "num_key_value_heads": getattr(model_config, "num_key_value_heads", None) or num_heads,
+        "head_dim": head_dim,
+    }
 
 
 def _first_attr(config: Any, *names: str) -> int | None:

@@ -1,8 +1,9 @@
-"""The wrapper: a frozen transformers model plus a trainable prefix, with PEFT's interface.
+"""The wrapper: a frozen transformers model plus a trainable prefix or soft prompt, with PEFT's interface.
 
 ``get_peft_model(model, PrefixTuningConfig(...))`` freezes ``model`` and returns a
 :class:`PeftModelForCausalLM` whose ``forward`` and ``generate`` inject the prefix as the
-model's ``past_key_values`` (see :mod:`minipeft.injection`).
+model's ``past_key_values`` (see :mod:`minipeft.injection`). With a ``PromptTuningConfig`` the
+virtual tokens are prepended to the input embeddings instead (prompt tuning, the comparison point).
 
 Follows PEFT ``src/peft/peft_model.py`` (``PeftModel``, ``PeftModelForCausalLM``: ``get_prompt``,
 ``forward``, ``generate``, ``prepare_inputs_for_generation``, ``print_trainable_parameters``) and
@@ -20,28 +21,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import PrefixTuningConfig
+from .config import PeftType, PrefixTuningConfig, PromptLearningConfig
 from .encoder import PrefixEncoder
 from .injection import build_prefix_cache, extend_attention_mask, prefix_to_past_key_values
+from .prompt_tuning import PromptEmbedding, PromptTuningConfig
 
 
 class PeftModel(nn.Module):
-    """A frozen base model with one prefix adapter (named ``"default"``, as in PEFT).
+    """A frozen base model with one prompt-learning adapter (named ``"default"``, as in PEFT).
 
     Attributes:
         base_model: The wrapped transformers model; its parameters are frozen.
-        prompt_encoder: ``nn.ModuleDict`` ``{"default": PrefixEncoder}``, PEFT's parameter names
-            (``prompt_encoder.default.embedding.weight``).
-        peft_config: ``{"default": PrefixTuningConfig}``.
+        prompt_encoder: ``nn.ModuleDict`` ``{"default": PrefixEncoder or PromptEmbedding}``, PEFT's
+            parameter names (``prompt_encoder.default.embedding.weight``).
+        peft_config: ``{"default": PrefixTuningConfig or PromptTuningConfig}``.
 
     Raises:
         ValueError: the base model has gradient checkpointing enabled (the prefix lives in the
             key/value cache, which transformers disables under gradient checkpointing, as PEFT says).
     """
 
-    def __init__(self, model: nn.Module, peft_config: PrefixTuningConfig, adapter_name: str = "default") -> None:
+    def __init__(self, model: nn.Module, peft_config: PromptLearningConfig, adapter_name: str = "default") -> None:
         super().__init__()
-        if any(getattr(m, "gradient_checkpointing", False) for m in model.modules()):
+        checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+        if checkpointing and peft_config.peft_type is PeftType.PREFIX_TUNING:
             raise ValueError(
                 "Prefix tuning does not work with gradient (activation) checkpointing: the prefix is passed as "
                 "past_key_values, which transformers drops when checkpointing is on. Turn it off before "
@@ -54,7 +57,10 @@ class PeftModel(nn.Module):
         for param in model.parameters():
             param.requires_grad_(False)
         device = next(model.parameters()).device
-        encoder = PrefixEncoder(peft_config)
+        if peft_config.peft_type is PeftType.PREFIX_TUNING:
+            encoder = PrefixEncoder(peft_config)
+        else:
+            encoder = PromptEmbedding(peft_config, model.get_input_embeddings())
         if device.type != "meta":  # a model on the meta device (counting parameters only) keeps a CPU prefix
             encoder = encoder.to(device)
         if peft_config.inference_mode:
@@ -65,7 +71,7 @@ class PeftModel(nn.Module):
         self._cache_kwarg = "cache" if "cache" in forward_params else "past_key_values"
 
     @property
-    def active_peft_config(self) -> PrefixTuningConfig:
+    def active_peft_config(self) -> PromptLearningConfig:
         """The config of the active adapter."""
         return self.peft_config[self.active_adapter]
 
@@ -74,20 +80,25 @@ class PeftModel(nn.Module):
         return self.base_model
 
     def get_prompt(self, batch_size: int) -> Any:
-        """The prefix as a ``transformers.DynamicCache`` of ``num_virtual_tokens`` positions.
+        """The virtual tokens for a batch, in the form the method injects them.
 
-        Runs the prefix encoder (through the MLP when ``prefix_projection=True``), casts to the base
-        model's dtype and splits into ``num_layers`` key/value pairs of shape
-        ``(batch_size, num_key_value_heads, num_virtual_tokens, head_dim)``.
+        Prefix tuning: a ``transformers.DynamicCache`` of ``num_virtual_tokens`` positions, made of
+        ``num_layers`` key/value pairs of shape ``(batch_size, num_key_value_heads,
+        num_virtual_tokens, head_dim)`` (the encoder's output, through the MLP when
+        ``prefix_projection=True``, cast to the base model's dtype).
+
+        Prompt tuning: the soft prompt ``(batch_size, num_virtual_tokens, hidden_size)``.
         """
         config = self.active_peft_config
         encoder = self.prompt_encoder[self.active_adapter]
         device = encoder.embedding.weight.device
-        prefix_tokens = torch.arange(config.num_virtual_tokens, device=device).unsqueeze(0)  # (1, P)
-        prefix = encoder(prefix_tokens)  # (1, P, 2*L*token_dim)
-        prefix = prefix.expand(batch_size, -1, -1)  # (B, P, 2*L*token_dim), no copy
         dtype = next(self.base_model.parameters()).dtype
-        past_key_values = prefix_to_past_key_values(prefix.to(dtype), config)
+        prefix_tokens = torch.arange(config.num_virtual_tokens, device=device).unsqueeze(0)  # (1, P)
+        prompt = encoder(prefix_tokens).to(dtype)  # (1, P, 2*L*token_dim) or (1, P, hidden)
+        prompt = prompt.expand(batch_size, -1, -1)  # (B, P, ...), no copy
+        if config.peft_type is not PeftType.PREFIX_TUNING:
+            return prompt
+        past_key_values = prefix_to_past_key_values(prompt, config)
         return build_prefix_cache(past_key_values, self.base_model.config)
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
@@ -117,11 +128,13 @@ class PeftModel(nn.Module):
 
 
 class PeftModelForCausalLM(PeftModel):
-    """Prefix tuning for a decoder-only language model (``TaskType.CAUSAL_LM``).
+    """Prefix tuning (or prompt tuning) for a decoder-only language model (``TaskType.CAUSAL_LM``).
 
-    ``forward`` takes what the base model takes. The prefix adds keys and values, not positions to
+    ``forward`` takes what the base model takes. A prefix adds keys and values, not positions to
     the output: ``logits`` are ``(batch, seq_len, vocab_size)`` for ``seq_len`` input tokens, and
-    ``labels`` ``(batch, seq_len)`` give the base model's usual shifted cross-entropy loss.
+    ``labels`` ``(batch, seq_len)`` give the base model's usual shifted cross-entropy loss. A soft
+    prompt (prompt tuning) does add positions: as in PEFT, its logits are
+    ``(batch, num_virtual_tokens + seq_len, vocab_size)`` and the labels are padded with -100.
     """
 
     def forward(
@@ -134,19 +147,19 @@ class PeftModelForCausalLM(PeftModel):
         past_key_values: Any = None,
         **kwargs: Any,
     ) -> Any:
-        """Run the base model with the prefix in its key/value cache.
+        """Run the base model with the virtual tokens injected.
 
         Args:
             input_ids: ``(batch, seq_len)`` token ids (or pass ``inputs_embeds``).
-            attention_mask: ``(batch, seq_len)``, 1 for real tokens, 0 for padding; the prefix's
-                ``num_virtual_tokens`` ones are prepended here.
+            attention_mask: ``(batch, seq_len)``, 1 for real tokens, 0 for padding; the virtual
+                tokens' ``num_virtual_tokens`` ones are prepended here.
             inputs_embeds: ``(batch, seq_len, hidden_size)``, instead of ``input_ids``.
             labels: ``(batch, seq_len)``, -100 where no loss is wanted.
             position_ids: ``(batch, seq_len)`` positions counted from 0 for the first real token;
-                shifted by ``num_virtual_tokens`` here (as PEFT does). When ``None``, the model
-                counts from the cache length, i.e. from ``num_virtual_tokens``.
+                shifted by ``num_virtual_tokens`` here (as PEFT does for prefixes). When ``None``,
+                the model counts from the cache length, i.e. from ``num_virtual_tokens``.
             past_key_values: A cache returned by an earlier call of this model (it starts with the
-                prefix): the prefix is then not injected again, and ``attention_mask`` covers the
+                virtual tokens): they are then not injected again, and ``attention_mask`` covers the
                 earlier real tokens plus the new ones.
             **kwargs: Passed to the base model (``use_cache``, ``output_attentions``, ...).
 
@@ -157,17 +170,32 @@ class PeftModelForCausalLM(PeftModel):
             ValueError: neither ``input_ids`` nor ``inputs_embeds`` given.
         """
         config = self.active_peft_config
+        num_virtual = config.num_virtual_tokens
         if input_ids is None and inputs_embeds is None:
             raise ValueError("forward needs input_ids (batch, seq_len) or inputs_embeds (batch, seq_len, hidden_size).")
         batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
         continuing = past_key_values is not None and past_key_values.get_seq_length() > 0
-        cache = past_key_values if continuing else self.get_prompt(batch_size)
         if attention_mask is not None:
-            attention_mask = extend_attention_mask(attention_mask, config.num_virtual_tokens)  # (B, P + T)
+            attention_mask = extend_attention_mask(attention_mask, num_virtual)  # (B, P + T)
         if position_ids is not None:
-            position_ids = position_ids + config.num_virtual_tokens
+            position_ids = position_ids + num_virtual
+        if config.peft_type is PeftType.PREFIX_TUNING or continuing:
+            cache = past_key_values if continuing else self.get_prompt(batch_size)
+        else:  # prompt tuning: the virtual tokens are the first inputs
+            cache = past_key_values
+            if inputs_embeds is None:
+                inputs_embeds = self.base_model.get_input_embeddings()(input_ids)  # (B, T, hidden)
+                input_ids = None
+            inputs_embeds = torch.cat([self.get_prompt(batch_size).to(inputs_embeds.dtype), inputs_embeds], dim=1)
+            if labels is not None:
+                labels = torch.cat([labels.new_full((batch_size, num_virtual), -100), labels], dim=1)
+            if position_ids is not None:
+                virtual_positions = torch.arange(num_virtual, device=position_ids.device).expand(batch_size, -1)
+                position_ids = torch.cat([virtual_positions, position_ids], dim=1)
+        if position_ids is not None:
             kwargs["position_ids"] = position_ids
-        kwargs[self._cache_kwarg] = cache
+        if cache is not None:
+            kwargs[self._cache_kwarg] = cache
         return self.base_model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -177,16 +205,16 @@ class PeftModelForCausalLM(PeftModel):
         )
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """``base_model.generate`` with the prefix injected at the first step.
+        """``base_model.generate`` with the virtual tokens injected at the first step.
 
         Takes everything ``transformers.GenerationMixin.generate`` takes (``max_new_tokens``,
         ``do_sample``, ``num_beams``, ...). For batches, pad on the left.
 
         How: for the duration of the call, the base model's ``prepare_inputs_for_generation`` is
-        replaced by :meth:`prepare_inputs_for_generation`, which fills the (empty) cache with the
-        prefix at the first step and prepends ``num_virtual_tokens`` ones to the attention mask and
-        shifts the position ids at every step. This is PEFT's approach
-        (``PeftModelForCausalLM.generate``).
+        replaced by :meth:`prepare_inputs_for_generation`, which at the first step fills the (empty)
+        cache with the prefix (or prepends the soft prompt to the input embeddings), and at every
+        step prepends ``num_virtual_tokens`` ones to the attention mask and shifts the position
+        ids. This is PEFT's approach (``PeftModelForCausalLM.generate``).
         """
         base = self.base_model
         self._base_prepare_inputs_for_generation = base.prepare_inputs_for_generation
@@ -197,7 +225,7 @@ class PeftModelForCausalLM(PeftModel):
             del base.prepare_inputs_for_generation  # the class's method is visible again
 
     def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """The base model's inputs for one generation step, with the prefix added.
+        """The base model's inputs for one generation step, with the virtual tokens added.
 
         Raises:
             ValueError: a cache type other than ``DynamicCache`` (e.g. ``cache_implementation="static"``),
@@ -206,6 +234,7 @@ class PeftModelForCausalLM(PeftModel):
         from transformers import DynamicCache
 
         config = self.active_peft_config
+        num_virtual = config.num_virtual_tokens
         inputs = self._base_prepare_inputs_for_generation(*args, **kwargs)
         key = self._cache_kwarg
         cache = inputs.get(key)
@@ -214,28 +243,40 @@ class PeftModelForCausalLM(PeftModel):
                 f"minipeft generates with a DynamicCache only, got {type(cache).__name__}; "
                 "remove cache_implementation from the generation config."
             )
-        if cache is None or cache.get_seq_length() == 0:  # first step, or no cache at all (use_cache=False)
+        first_step = cache is None or cache.get_seq_length() == 0  # also every step with use_cache=False
+        position_ids = inputs.get("position_ids")
+        if position_ids is not None:
+            inputs["position_ids"] = position_ids + num_virtual
+        if first_step:
             tokens = inputs.get("input_ids")
             batch_size = (tokens if tokens is not None else inputs["inputs_embeds"]).shape[0]
-            prefix = self.get_prompt(batch_size)
-            if cache is None:
-                cache = prefix
-            else:  # fill the cache object that generate holds, so it sees the prefix in its own cache
-                for layer_idx, layer in enumerate(prefix.layers):
-                    cache.update(layer.keys, layer.values, layer_idx)
-            inputs[key] = cache
+            prompt = self.get_prompt(batch_size)
+            if config.peft_type is PeftType.PREFIX_TUNING:
+                if cache is None:
+                    cache = prompt
+                else:  # fill the cache object that generate holds, so it sees the prefix in its own cache
+                    for layer_idx, layer in enumerate(prompt.layers):
+                        cache.update(layer.keys, layer.values, layer_idx)
+                inputs[key] = cache
+            else:  # prompt tuning: the soft prompt goes before the embedded input tokens
+                embeds = inputs.get("inputs_embeds")
+                if embeds is None:
+                    embeds = self.base_model.get_input_embeddings()(inputs["input_ids"])
+                inputs["inputs_embeds"] = torch.cat([prompt.to(embeds.dtype), embeds], dim=1)
+                inputs["input_ids"] = None
+                if position_ids is not None:
+                    virtual_positions = torch.arange(num_virtual, device=position_ids.device).expand(batch_size, -1)
+                    inputs["position_ids"] = torch.cat([virtual_positions, inputs["position_ids"]], dim=1)
         mask = inputs.get("attention_mask")
         if mask is not None:
             if mask.dim() != 2:
                 raise ValueError(f"minipeft generates with a 2-D attention mask (batch, seq_len), got {mask.dim()}-D.")
-            inputs["attention_mask"] = extend_attention_mask(mask, config.num_virtual_tokens)
-        if inputs.get("position_ids") is not None:
-            inputs["position_ids"] = inputs["position_ids"] + config.num_virtual_tokens
+            inputs["attention_mask"] = extend_attention_mask(mask, num_virtual)
         return inputs
 
 
-def get_peft_model(model: nn.Module, peft_config: PrefixTuningConfig, adapter_name: str = "default") -> PeftModel:
-    """Freeze ``model`` and attach a prefix described by ``peft_config``.
+def get_peft_model(model: nn.Module, peft_config: PromptLearningConfig, adapter_name: str = "default") -> PeftModel:
+    """Freeze ``model`` and attach the adapter that ``peft_config`` describes.
 
     The config is copied and its missing shape fields are filled from ``model.config`` (see
     :meth:`PrefixTuningConfig.fill_from_model_config`); ``base_model_name_or_path`` is taken from
@@ -243,22 +284,26 @@ def get_peft_model(model: nn.Module, peft_config: PrefixTuningConfig, adapter_na
 
     Args:
         model: A transformers decoder-only model (``AutoModelForCausalLM``).
-        peft_config: A :class:`~minipeft.PrefixTuningConfig`.
+        peft_config: A :class:`~minipeft.PrefixTuningConfig` (Prefix Tuning / P-Tuning v2) or a
+            :class:`~minipeft.PromptTuningConfig` (input-only soft prompt).
         adapter_name: Name of the adapter; PEFT's default is ``"default"``.
 
     Returns:
         A :class:`PeftModelForCausalLM`.
 
     Raises:
-        TypeError: ``peft_config`` is not a ``PrefixTuningConfig``, or ``model`` is already wrapped.
+        TypeError: ``peft_config`` is not a minipeft config, or ``model`` is already wrapped.
         ValueError: the config does not fit the model (see ``fill_from_model_config``).
     """
-    if not isinstance(peft_config, PrefixTuningConfig):
-        raise TypeError(f"get_peft_model expects a minipeft.PrefixTuningConfig, got {type(peft_config).__name__}.")
+    if not isinstance(peft_config, (PrefixTuningConfig, PromptTuningConfig)):
+        raise TypeError(
+            "get_peft_model expects a minipeft.PrefixTuningConfig or minipeft.PromptTuningConfig, "
+            f"got {type(peft_config).__name__}."
+        )
     if isinstance(model, PeftModel):
         raise TypeError("This model is already a minipeft PeftModel; wrap the base model (model.get_base_model()).")
     config = dataclasses.replace(peft_config)
     config.fill_from_model_config(model.config)
     if config.base_model_name_or_path is None:
         config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
-    return PeftModelForCausalLM(model, config, adapter_name)  # the config admits CAUSAL_LM only, so far
+    return PeftModelForCausalLM(model, config, adapter_name)  # the configs admit CAUSAL_LM only, so far

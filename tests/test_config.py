@@ -101,3 +101,10 @@ def test_to_dict_uses_peft_keys():
     assert d["peft_type"] == "PREFIX_TUNING" and d["task_type"] == "CAUSAL_LM"
     peft_keys = set(peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5).to_dict())
     assert set(d) <= peft_keys
+
+
+def test_from_dict_round_trip_and_peft_type_check():
+    config = PrefixTuningConfig(num_virtual_tokens=5, prefix_projection=True, token_dim=32)
+    assert PrefixTuningConfig.from_dict({**config.to_dict(), "peft_version": "0.21.2", "revision": None}) == config
+    with pytest.raises(ValueError, match="needs peft_type='PREFIX_TUNING', got peft_type='LORA'"):
+        PrefixTuningConfig.from_dict({"peft_type": "LORA", "num_virtual_tokens": 5})

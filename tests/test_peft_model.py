@@ -97,7 +97,7 @@ def test_projection_encoder_shapes():
     encoder = PrefixEncoder(config)
     assert encoder.embedding.weight.shape == (5, 32)
     assert encoder(torch.arange(5).unsqueeze(0)).shape == (1, 5, 192)
-    inference = PrefixEncoder(PrefixTuningConfig(**{**config.to_dict(), "inference_mode": True}))
+    inference = PrefixEncoder(PrefixTuningConfig.from_dict({**config.to_dict(), "inference_mode": True}))
     assert not hasattr(inference, "transform") and inference.embedding.weight.shape == (5, 192)
 
 
@@ -122,7 +122,7 @@ def test_get_peft_model_errors():
     other = tiny_llama()
     enable = getattr(other, "activation_checkpointing_enable", None) or other.gradient_checkpointing_enable
     enable()
-    with pytest.raises(ValueError, match="gradient checkpointing"):
+    with pytest.raises(ValueError, match=r"gradient \(activation\) checkpointing"):
         wrap(other)
 
 

@@ -9,12 +9,15 @@ The companion library of the minipeft book: each chapter imports its machinery f
     trainable params: 345,600 || all params: 134,860,608 || trainable%: 0.2563
 """
 
+from .analysis import nearest_tokens, prefix_attention_share
 from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, TaskType
 from .encoder import PrefixEncoder
 from .injection import (
     build_prefix_cache,
     extend_attention_mask,
+    past_key_values_to_prefix,
     position_ids_from_attention_mask,
+    prefix_from_text,
     prefix_to_past_key_values,
 )
 from .models import EMBEDDED_MODEL, HUB_MODEL_ID, convert_embedded_model, embedded_gguf_path, load_base_model
@@ -42,6 +45,10 @@ __all__ = [
     "extend_attention_mask",
     "get_peft_model",
     "load_base_model",
+    "nearest_tokens",
+    "past_key_values_to_prefix",
     "position_ids_from_attention_mask",
+    "prefix_attention_share",
+    "prefix_from_text",
     "prefix_to_past_key_values",
 ]

@@ -65,3 +65,28 @@ class PrefixEncoder(nn.Module):
         if self.prefix_projection:
             return self.transform(self.embedding(prefix))  # (B, P, token_dim) -> (B, P, 2*L*token_dim)
         return self.embedding(prefix)  # (B, P, 2*L*token_dim)
+
+    def load_prompt_embeddings(self, prompt_embeddings: torch.Tensor) -> None:
+        """Set the prefix table, e.g. to :func:`minipeft.prefix_from_text` or a saved adapter's table.
+
+        Same name and rule as PEFT's ``PrefixEncoder.load_prompt_embeddings``: only without the MLP
+        (an MLP's input cannot be recovered from its output).
+
+        Args:
+            prompt_embeddings: ``(num_virtual_tokens, 2*num_layers*token_dim)``.
+
+        Raises:
+            ValueError: the encoder has the reparameterisation MLP, or the shapes differ.
+        """
+        if self.prefix_projection:
+            raise ValueError(
+                "Cannot load a prefix table into an encoder with prefix_projection=True; "
+                "use prefix_projection=False (P-Tuning v2) or inference_mode=True."
+            )
+        if tuple(prompt_embeddings.shape) != tuple(self.embedding.weight.shape):
+            raise ValueError(
+                f"prompt_embeddings has shape {tuple(prompt_embeddings.shape)}, the prefix needs "
+                f"{tuple(self.embedding.weight.shape)} = (num_virtual_tokens, 2*num_layers*token_dim)."
+            )
+        with torch.no_grad():
+            self.embedding.weight.copy_(prompt_embeddings.to(self.embedding.weight))

@@ -109,3 +109,54 @@ def position_ids_from_attention_mask(attention_mask: torch.Tensor, past_length: 
     mask = attention_mask.long()
     positions = mask.cumsum(-1) - 1  # 0, 1, 2, ... over real tokens; -1 before the first
     return positions.clamp(min=0) + past_length
+
+
+def past_key_values_to_prefix(past_key_values: Any) -> torch.Tensor:
+    """The inverse of :func:`prefix_to_past_key_values`: a cache back to the encoder's layout.
+
+    Args:
+        past_key_values: A transformers ``Cache`` (its ``layers`` have ``keys`` and ``values``) or
+            ``num_layers`` pairs ``(keys, values)``, each ``(batch, num_key_value_heads, seq_len, head_dim)``.
+
+    Returns:
+        ``(batch, seq_len, 2*num_layers*token_dim)`` laid out as ``[k0, v0, k1, v1, ...]``, the
+        output layout of :class:`~minipeft.PrefixEncoder` and of PEFT's ``prompt_embeddings``.
+    """
+    layers = getattr(past_key_values, "layers", None)
+    pairs = [(layer.keys, layer.values) for layer in layers] if layers is not None else list(past_key_values)
+    kv = torch.stack([tensor for pair in pairs for tensor in pair])  # (2L, B, H_kv, T, D)
+    two_layers, batch, heads, seq_len, head_dim = kv.shape
+    kv = kv.permute(1, 3, 0, 2, 4)  # (B, T, 2L, H_kv, D)
+    return kv.reshape(batch, seq_len, two_layers * heads * head_dim)  # (B, T, 2*L*token_dim)
+
+
+@torch.no_grad()
+def prefix_from_text(model: Any, tokenizer: Any, text: str) -> torch.Tensor:
+    """The keys and values that ``model`` computes for ``text``, as a prefix table.
+
+    Run the frozen model on the text and keep every layer's keys and values: injected as a prefix,
+    they make the model behave exactly as if the text had been prepended to its input (the
+    book's chapter on ``past_key_values`` checks this to 1e-4). It is also Li & Liang's
+    initialisation "with activations of real words" (2021, section 7.4).
+
+    Args:
+        model: A transformers causal LM, or a minipeft ``PeftModel`` (its base model is used).
+        tokenizer: The model's tokenizer; the text is tokenised without special tokens.
+        text: The prompt to turn into a prefix; its token count becomes ``num_virtual_tokens``.
+
+    Returns:
+        ``(num_tokens, 2*num_layers*token_dim)``, ready for
+        :meth:`PrefixEncoder.load_prompt_embeddings` of a prefix with ``num_virtual_tokens = num_tokens``.
+
+    Raises:
+        ValueError: ``text`` has no tokens.
+    """
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    input_ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    if input_ids.shape[1] == 0:
+        raise ValueError("prefix_from_text needs a text with at least one token.")
+    device = next(model.parameters()).device
+    out = model(input_ids=input_ids.to(device), use_cache=True)
+    cache = out.past_key_values if hasattr(out, "past_key_values") else out.cache
+    return past_key_values_to_prefix(cache)[0].float()  # (P, 2*L*token_dim)

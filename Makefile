@@ -8,7 +8,6 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
-export MPLBACKEND := Agg
 # tqdm warns in a kernel without ipywidgets; the progress bars fall back to text, which is what we want
 export PYTHONWARNINGS := ignore:IProgress not found
 

@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
+# Nothing in the book or the tests downloads from a model hub: the base model is embedded.
+export HF_HUB_OFFLINE := 1
 # tqdm warns in a kernel without ipywidgets; the progress bars fall back to text, which is what we want
 export PYTHONWARNINGS := ignore:IProgress not found
 

@@ -10,7 +10,7 @@ The companion library of the minipeft book: each chapter imports its machinery f
 """
 
 from .analysis import nearest_tokens, prefix_attention_share
-from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, TaskType
+from .config import PeftConfig, PeftType, PrefixTuningConfig, PromptLearningConfig, TaskType
 from .encoder import PrefixEncoder
 from .injection import (
     build_prefix_cache,
@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EMBEDDED_MODEL",
     "HUB_MODEL_ID",
+    "PeftConfig",
     "PeftModel",
     "PeftModelForCausalLM",
     "PeftType",

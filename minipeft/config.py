@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -134,16 +135,19 @@ class PromptLearningConfig:
         return self
 
     def _set_or_check(self, shape: dict[str, int], **expected: int) -> None:
+        mismatches = []
         for field, value in expected.items():
             current = getattr(self, field)
             if current is None:
                 setattr(self, field, value)
             elif current != value:
-                described = ", ".join(f"{k}={v}" for k, v in shape.items())
-                raise ValueError(
-                    f"{type(self).__name__}.{field}={current} does not fit the base model, which needs "
-                    f"{field}={value} ({described}). Leave {field}=None to fill it from the model."
-                )
+                mismatches.append(f"{field}={current} where the model needs {field}={value}")
+        if mismatches:
+            described = ", ".join(f"{k}={v}" for k, v in shape.items())
+            raise ValueError(
+                f"{type(self).__name__} does not fit the base model: {'; '.join(mismatches)} (the model has "
+                f"{described}). Leave those fields as None to fill them from the model."
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PromptLearningConfig:
@@ -160,6 +164,27 @@ class PromptLearningConfig:
             raise ValueError(f"{cls.__name__} needs peft_type={cls.PEFT_TYPE.value!r}, got peft_type={peft_type!r}.")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike) -> PromptLearningConfig:
+        """Read an adapter folder's ``adapter_config.json`` (PEFT's ``PeftConfig.from_pretrained``).
+
+        Called on the base class (``PeftConfig.from_pretrained``) it returns whichever config class
+        the file's ``peft_type`` names; called on a subclass, that class or an error.
+
+        Raises:
+            FileNotFoundError: no ``adapter_config.json`` in the folder.
+            ValueError: the file's ``peft_type`` is unsupported, or not this class's.
+        """
+        from .save_load import load_config
+
+        config = load_config(pretrained_model_name_or_path)
+        if not isinstance(config, cls):
+            raise ValueError(
+                f"{pretrained_model_name_or_path} holds a {type(config).__name__} ({config.peft_type.value}), "
+                f"not a {cls.__name__}."
+            )
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-ready dict with PEFT's keys (enums as their string values)."""
@@ -261,6 +286,10 @@ class PrefixTuningConfig(PromptLearningConfig):
         if self.encoder_hidden_size is None:
             self.encoder_hidden_size = self.token_dim
         return self
+
+
+#: PEFT's name for the base config class: ``PeftConfig.from_pretrained(folder)`` reads any adapter's config.
+PeftConfig = PromptLearningConfig
 
 
 def _model_shape(model_config: Any) -> dict[str, int]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,7 +43,13 @@ class PeftModel(nn.Module):
             key/value cache, which transformers disables under gradient checkpointing, as PEFT says).
     """
 
-    def __init__(self, model: nn.Module, peft_config: PromptLearningConfig, adapter_name: str = "default") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        peft_config: PromptLearningConfig,
+        adapter_name: str = "default",
+        prompt_encoder: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
         if checkpointing and peft_config.peft_type is PeftType.PREFIX_TUNING:
@@ -57,7 +65,9 @@ class PeftModel(nn.Module):
         for param in model.parameters():
             param.requires_grad_(False)
         device = next(model.parameters()).device
-        if peft_config.peft_type is PeftType.PREFIX_TUNING:
+        if prompt_encoder is not None:  # built by from_pretrained
+            encoder = prompt_encoder
+        elif peft_config.peft_type is PeftType.PREFIX_TUNING:
             encoder = PrefixEncoder(peft_config)
         else:
             encoder = PromptEmbedding(peft_config, model.get_input_embeddings())
@@ -90,16 +100,35 @@ class PeftModel(nn.Module):
         Prompt tuning: the soft prompt ``(batch_size, num_virtual_tokens, hidden_size)``.
         """
         config = self.active_peft_config
-        encoder = self.prompt_encoder[self.active_adapter]
-        device = encoder.embedding.weight.device
-        dtype = next(self.base_model.parameters()).dtype
-        prefix_tokens = torch.arange(config.num_virtual_tokens, device=device).unsqueeze(0)  # (1, P)
-        prompt = encoder(prefix_tokens).to(dtype)  # (1, P, 2*L*token_dim) or (1, P, hidden)
+        prompt = self.prompt_table()  # (1, P, 2*L*token_dim) or (1, P, hidden)
         prompt = prompt.expand(batch_size, -1, -1)  # (B, P, ...), no copy
         if config.peft_type is not PeftType.PREFIX_TUNING:
             return prompt
         past_key_values = prefix_to_past_key_values(prompt, config)
         return build_prefix_cache(past_key_values, self.base_model.config)
+
+    def prompt_table(self) -> torch.Tensor:
+        """The encoder's output for all virtual tokens, ``(1, num_virtual_tokens, width)``, in the model's dtype.
+
+        ``width`` is ``2*num_layers*token_dim`` for a prefix, ``hidden_size`` for a soft prompt.
+        When no gradient can flow to it (``torch.no_grad()``, or a frozen adapter loaded for
+        inference) the table is computed once and reused until a parameter of the encoder changes
+        (an optimizer step or ``load_state_dict`` bumps the tensors' version counters), so
+        generating or evaluating does not re-run the MLP at every call.
+        """
+        encoder = self.prompt_encoder[self.active_adapter]
+        params = tuple(encoder.parameters())
+        dtype = next(self.base_model.parameters()).dtype
+        cacheable = not torch.is_grad_enabled() or not any(p.requires_grad for p in params)
+        key = (dtype, *((id(p), p._version, p.device) for p in params))
+        cached = self.__dict__.get("_prompt_table_cache")
+        if cacheable and cached is not None and cached[0] == key:
+            return cached[1]
+        device = params[0].device
+        indices = torch.arange(self.active_peft_config.num_virtual_tokens, device=device).unsqueeze(0)  # (1, P)
+        table = encoder(indices).to(dtype)
+        self.__dict__["_prompt_table_cache"] = (key, table.detach()) if cacheable else None
+        return table
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         """``(trainable parameters, all parameters)``, tied weights counted once (PEFT's count)."""
@@ -116,6 +145,108 @@ class PeftModel(nn.Module):
         print(
             f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
         )
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write the adapter in PEFT's format: ``adapter_config.json``, ``adapter_model.safetensors``, ``README.md``.
+
+        ``adapter_model.safetensors`` holds ``prompt_embeddings``, the table the model uses
+        ``(num_virtual_tokens, 2*num_layers*token_dim)`` (after the MLP when
+        ``prefix_projection=True``). A reparameterised prefix also gets ``prefix_encoder.safetensors``
+        (its embedding and MLP, which PEFT ignores) so training can resume with the same parameters.
+        Each file is written under a temporary name and renamed into place: a failure leaves the
+        earlier adapter in ``save_directory`` intact. See :mod:`minipeft.save_load`.
+        """
+        from .save_load import model_card, save_adapter
+
+        config = self.active_peft_config
+        encoder = self.prompt_encoder[self.active_adapter]
+        with torch.no_grad():
+            table = self.prompt_table()[0].float()  # (P, width)
+        encoder_state = encoder.state_dict() if getattr(encoder, "prefix_projection", False) else None
+        trainable = sum(p.numel() for p in encoder.parameters())
+        save_adapter(save_directory, config, table, encoder_state, model_card(config, trainable, table.numel()))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: nn.Module,
+        model_id: str | os.PathLike,
+        adapter_name: str = "default",
+        is_trainable: bool = False,
+        allow_pickle: bool = False,
+    ) -> PeftModelForCausalLM:
+        """Load an adapter folder (written by minipeft or by PEFT) onto ``model``.
+
+        Args:
+            model: The base model the adapter was trained on (its shapes are checked).
+            model_id: The adapter folder.
+            adapter_name: PEFT's adapter name.
+            is_trainable: ``False`` (default): inference mode, the prefix is a frozen table
+                (no MLP) and the model is put in eval mode. ``True``: the adapter is trainable; a
+                reparameterised prefix gets its MLP back from ``prefix_encoder.safetensors``, or,
+                when the folder has none (a PEFT adapter), continues as a plain P-Tuning v2 prefix
+                initialised to the saved table (with a warning).
+            allow_pickle: Accept a pickled ``adapter_model.bin`` (read with ``weights_only=True``).
+
+        Raises:
+            FileNotFoundError: the folder has no config or no weights.
+            ValueError: an unsupported ``peft_type``; corrupt or truncated weights; an adapter whose
+                ``token_dim``, ``num_layers`` or heads do not fit ``model``, or whose table has
+                another shape than its config says. On any error ``model`` is left untouched.
+        """
+        from .save_load import (
+            CONFIG_NAME,
+            ENCODER_STATE_NAME,
+            WEIGHTS_NAME,
+            load_adapter_weights,
+            load_config,
+            warn_resuming_without_mlp,
+        )
+
+        folder = Path(model_id)
+        config = load_config(folder)
+        config.inference_mode = not is_trainable
+        tensors = load_adapter_weights(folder, allow_pickle=allow_pickle)
+        table = tensors.pop("prompt_embeddings")
+        encoder_state = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
+        try:
+            config.fill_from_model_config(model.config)
+        except ValueError as error:
+            raise ValueError(
+                f"{folder / CONFIG_NAME} does not fit the base model {type(model).__name__}: {error}"
+            ) from None
+        width = 2 * config.num_layers * config.token_dim if isinstance(config, PrefixTuningConfig) else config.token_dim
+        if tuple(table.shape) != (config.num_virtual_tokens, width):
+            raise ValueError(
+                f"{folder / WEIGHTS_NAME}: prompt_embeddings has shape {tuple(table.shape)}, but the config and the "
+                f"base model need ({config.num_virtual_tokens}, {width})."
+            )
+        projected = isinstance(config, PrefixTuningConfig) and config.prefix_projection and is_trainable
+        if projected and not encoder_state:
+            warn_resuming_without_mlp(folder)
+            config.prefix_projection = False
+            projected = False
+        # Build and fill the encoder on its own first: a failure here leaves `model` untouched.
+        if isinstance(config, PrefixTuningConfig):
+            encoder = PrefixEncoder(config)
+        else:  # the saved table replaces any initialisation, so no tokenizer is needed
+            build_config = dataclasses.replace(config, prompt_tuning_init="RANDOM", tokenizer_kwargs=None)
+            encoder = PromptEmbedding(build_config, model.get_input_embeddings())
+        with torch.no_grad():
+            if projected:
+                try:
+                    encoder.load_state_dict(encoder_state)
+                except RuntimeError as error:
+                    raise ValueError(f"{folder / ENCODER_STATE_NAME} does not fit the config: {error}") from None
+                recomputed = encoder(torch.arange(config.num_virtual_tokens).unsqueeze(0))[0]
+                if not torch.allclose(recomputed, table.to(recomputed), atol=1e-4, rtol=1e-4):
+                    raise ValueError(f"{folder}: {ENCODER_STATE_NAME} does not produce the table in {WEIGHTS_NAME}.")
+            else:
+                encoder.embedding.weight.copy_(table.to(encoder.embedding.weight))
+        peft_model = PeftModelForCausalLM(model, config, adapter_name, prompt_encoder=encoder)
+        if not is_trainable:
+            peft_model.eval()
+        return peft_model
 
     def __getattr__(self, name: str) -> Any:
         """Forward missing attributes (``config``, ``device``, ``generation_config``, ...) to the base model."""

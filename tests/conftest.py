@@ -3,6 +3,11 @@ the embedded SmolLM2-135M-Instruct (loaded once per session)."""
 
 from __future__ import annotations
 
+import os
+
+# No test may reach a model hub (PEFT looks up the base model's config when saving an adapter).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import pytest
 import torch
 from transformers import (

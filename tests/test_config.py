@@ -92,7 +92,9 @@ def test_explicit_head_dim_is_honoured():
 
 def test_hand_set_field_that_does_not_fit_names_both_values():
     config = LlamaConfig(hidden_size=576, num_attention_heads=9, num_key_value_heads=3, num_hidden_layers=30)
-    with pytest.raises(ValueError, match=r"token_dim=576 does not fit the base model, which needs token_dim=192"):
+    with pytest.raises(
+        ValueError, match=r"does not fit the base model: token_dim=576 where the model needs token_dim=192"
+    ):
         PrefixTuningConfig(num_virtual_tokens=10, token_dim=576).fill_from_model_config(config)
 
 

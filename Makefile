@@ -10,8 +10,9 @@ export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 # Nothing in the book or the tests downloads from a model hub: the base model is embedded.
 export HF_HUB_OFFLINE := 1
-# tqdm warns in a kernel without ipywidgets; the progress bars fall back to text, which is what we want
-export PYTHONWARNINGS := ignore:IProgress not found
+# tqdm warns in a kernel without ipywidgets (the progress bars fall back to text, which is what we want);
+# PEFT 0.21 calls transformers 5.23's deprecated `is_gradient_checkpointing`
+export PYTHONWARNINGS := ignore:IProgress not found,ignore:`is_gradient_checkpointing` is deprecated:FutureWarning
 
 .PHONY: book test lint format setup notebooks clean
 

@@ -7,10 +7,13 @@ book/04_past_key_values.ipynb (``prefix_attention_share``).
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+from .injection import position_ids_from_attention_mask
 
 
 def nearest_tokens(
@@ -58,7 +61,11 @@ def prefix_attention_share(
 
     For every layer, the attention weight that real tokens put on the ``num_virtual_tokens``
     prefix positions (a number between 0 and 1, since each query's weights sum to 1), averaged
-    over heads, over the real (unpadded) query positions and over the batch.
+    over heads, over the real (unpadded) query positions and over the batch. Positions are counted
+    over real tokens (:func:`~minipeft.position_ids_from_attention_mask`), so left padding does not
+    shift them. Note that language models give the first position a large share of attention
+    whatever it holds ("attention sinks", Xiao et al. 2023); with a prefix, that position is
+    virtual token 0.
 
     Args:
         peft_model: A minipeft prefix-tuning model.
@@ -71,8 +78,12 @@ def prefix_attention_share(
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     num_virtual = peft_model.active_peft_config.num_virtual_tokens
-    with _eager_attention(peft_model.get_base_model()):
-        out = peft_model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
+    base = peft_model.get_base_model()
+    kwargs = {}
+    if "position_ids" in inspect.signature(base.forward).parameters:  # left padding must not shift positions
+        kwargs["position_ids"] = position_ids_from_attention_mask(attention_mask)
+    with _eager_attention(base):
+        out = peft_model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True, **kwargs)
     shares = []
     query_mask = attention_mask.float()  # (B, T)
     for weights in out.attentions:  # each (B, heads, T, P + T)

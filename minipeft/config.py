@@ -8,7 +8,7 @@ References:
       which fills the missing fields from the base model's config; minipeft's
       :meth:`PrefixTuningConfig.fill_from_model_config` does the same, grouped-query attention included).
 
-Explained in: book/01_why_prefix_tuning.ipynb
+Explained in: book/01_why_prefix_tuning.ipynb and book/03_prefix_encoder.ipynb
 """
 
 from __future__ import annotations
@@ -143,11 +143,7 @@ class PromptLearningConfig:
             elif current != value:
                 mismatches.append(f"{field}={current} where the model needs {field}={value}")
         if mismatches:
-            described = ", ".join(f"{k}={v}" for k, v in shape.items())
-            raise ValueError(
-                f"{type(self).__name__} does not fit the base model: {'; '.join(mismatches)} (the model has "
-                f"{described}). Leave those fields as None to fill them from the model."
-            )
+            raise ShapeMismatchError(type(self).__name__, mismatches, shape)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PromptLearningConfig:
@@ -214,9 +210,10 @@ class PrefixTuningConfig(PromptLearningConfig):
             ``num_key_value_heads`` (PEFT stores the key/value head count in this field).
         encoder_hidden_size: Hidden width of the reparameterisation MLP (``prefix_projection=True``);
             defaults to ``token_dim``.
-        prefix_projection: ``False``: the prefix is a plain table of parameters (P-Tuning v2,
-            Liu et al. 2022 section 3.3). ``True``: an embedding passed through Linear-Tanh-Linear
-            (Prefix Tuning's reparameterisation, Li & Liang 2021 section 4.3).
+        prefix_projection: ``False``: the prefix is a plain table of parameters (what PEFT calls
+            P-Tuning v2; Liu et al. 2022 section 3.3 make the MLP optional). ``True``: an embedding
+            passed through Linear-Tanh-Linear (Prefix Tuning's reparameterisation, Li & Liang 2021
+            section 4.3).
         inference_mode: ``True`` freezes the prefix and drops the MLP (the prefix is a fixed table).
         num_transformer_submodules: 1 for decoder-only models (PEFT uses 2 for encoder-decoders).
         base_model_name_or_path: Where the base model came from; informational.
@@ -286,6 +283,27 @@ class PrefixTuningConfig(PromptLearningConfig):
         if self.encoder_hidden_size is None:
             self.encoder_hidden_size = self.token_dim
         return self
+
+
+class ShapeMismatchError(ValueError):
+    """A config's shape fields disagree with the base model's config.
+
+    Attributes:
+        mismatches: One ``"field=adapter value where the model needs field=model value"`` per field.
+        model_shape: The model's attention shapes (layers, hidden size, heads, key/value heads, head_dim).
+    """
+
+    def __init__(self, config_name: str, mismatches: list[str], model_shape: dict[str, int]) -> None:
+        self.mismatches = mismatches
+        self.model_shape = model_shape
+        super().__init__(
+            f"{config_name} does not fit the base model: {self.describe()}. "
+            "Leave those fields as None to fill them from the model."
+        )
+
+    def describe(self) -> str:
+        shape = ", ".join(f"{k}={v}" for k, v in self.model_shape.items())
+        return f"{'; '.join(self.mismatches)} (the model has {shape})"
 
 
 #: PEFT's name for the base config class: ``PeftConfig.from_pretrained(folder)`` reads any adapter's config.

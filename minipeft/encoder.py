@@ -3,9 +3,9 @@
 Two ways to produce the prefix, a tensor ``(batch, num_virtual_tokens, 2*num_layers*token_dim)``
 that holds every layer's keys and values:
 
-- P-Tuning v2 (Liu et al. 2022, section 3.3, "reparameterization ... we find its usefulness depends
-  on tasks"): the prefix *is* the parameter, one embedding row of width ``2*num_layers*token_dim``
-  per virtual token.
+- P-Tuning v2, as PEFT names the MLP-free variant: the prefix *is* the parameter, one embedding
+  row of width ``2*num_layers*token_dim`` per virtual token. (Liu et al. 2022, section 3.3, make the
+  reparameterisation optional: "its usefulness depends on tasks and datasets".)
 - Prefix Tuning (Li & Liang 2021, section 4.3, equation 5): a smaller embedding of width
   ``token_dim`` passed through an MLP, ``Linear(token_dim, encoder_hidden_size) -> Tanh ->
   Linear(encoder_hidden_size, 2*num_layers*token_dim)``. Only the MLP's output is needed after
@@ -14,7 +14,7 @@ that holds every layer's keys and values:
 Follows PEFT ``src/peft/tuners/prefix_tuning/model.py`` (same module names: ``embedding``,
 ``transform``), so state dicts line up.
 
-Explained in: book/01_why_prefix_tuning.ipynb
+Explained in: book/03_prefix_encoder.ipynb
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class PrefixEncoder(nn.Module):
         """Set the prefix table, e.g. to :func:`minipeft.prefix_from_text` or a saved adapter's table.
 
         Same name and rule as PEFT's ``PrefixEncoder.load_prompt_embeddings``: only without the MLP
-        (an MLP's input cannot be recovered from its output).
+        (an MLP's input cannot be recovered from its output). Unlike PEFT, an encoder built with
+        ``prefix_projection=True, inference_mode=True`` accepts it: in inference mode it has no MLP.
 
         Args:
             prompt_embeddings: ``(num_virtual_tokens, 2*num_layers*token_dim)``.

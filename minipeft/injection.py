@@ -18,7 +18,7 @@ The layout of the encoder's last axis is PEFT's (``get_prompt`` in ``src/peft/pe
 ``[layer0 keys, layer0 values, layer1 keys, layer1 values, ...]``, each ``token_dim`` wide and
 each made of ``num_key_value_heads`` heads of ``head_dim``.
 
-Explained in: book/01_why_prefix_tuning.ipynb
+Explained in: book/04_past_key_values.ipynb
 """
 
 from __future__ import annotations

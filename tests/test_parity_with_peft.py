@@ -73,10 +73,13 @@ def test_same_logits_as_peft_with_position_ids(tiny_model):
     assert diff <= ATOL
 
 
-def test_same_greedy_tokens_as_peft_on_tiny_models(tiny_model):
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_same_greedy_and_beam_tokens_as_peft_on_tiny_models(tiny_model, num_beams):
     ours, theirs = make_pair(tiny_model)
     input_ids, attention_mask = padded_batch()
-    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=8, do_sample=False)
+    kwargs = dict(
+        input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=8, do_sample=False, num_beams=num_beams
+    )
     with torch.no_grad():
         a = ours.generate(**kwargs, pad_token_id=0)
         b = theirs.generate(**kwargs, pad_token_id=0)

@@ -178,3 +178,36 @@ def test_generate_restores_base_model(tiny_model):
     input_ids, attention_mask = padded_batch()
     peft_model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=2, pad_token_id=0)
     assert "prepare_inputs_for_generation" not in vars(tiny_model)
+
+
+def greedy_by_forward(peft_model, input_ids, steps):
+    ids = input_ids
+    with torch.no_grad():
+        for _ in range(steps):
+            next_token = peft_model(input_ids=ids).logits[:, -1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, next_token], 1)
+    return ids
+
+
+def test_generate_without_cache_equals_greedy_forward(tiny_model):
+    """use_cache=False re-reads the sequence every step; the prefix must be injected once per step, fresh."""
+    peft_model = wrap(tiny_model, num_virtual_tokens=5).eval()
+    with torch.no_grad():
+        for param in peft_model.prompt_encoder.parameters():
+            param.mul_(3)
+    input_ids = torch.randint(3, VOCAB, (1, 6), generator=torch.Generator().manual_seed(4))
+    expected = greedy_by_forward(peft_model, input_ids, 6)
+    kwargs = dict(input_ids=input_ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    assert torch.equal(peft_model.generate(**kwargs, use_cache=True), expected)
+    assert torch.equal(peft_model.generate(**kwargs, use_cache=False), expected)
+
+
+def test_generate_from_inputs_embeds(tiny_model):
+    peft_model = wrap(tiny_model, num_virtual_tokens=5).eval()
+    input_ids = torch.randint(3, VOCAB, (1, 6), generator=torch.Generator().manual_seed(4))
+    embeds = tiny_model.get_input_embeddings()(input_ids)
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        from_ids = peft_model.generate(input_ids=input_ids, **kwargs)
+        from_embeds = peft_model.generate(inputs_embeds=embeds, **kwargs)
+    assert torch.equal(from_embeds, from_ids[:, input_ids.shape[1] :])  # generate returns only new tokens here

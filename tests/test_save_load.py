@@ -187,7 +187,7 @@ def test_wrong_base_model_is_refused_and_left_untouched(tmp_path):
     other = tiny_gpt2()
     with pytest.raises(
         ValueError,
-        match=r"does not fit the base model GPT2LMHeadModel.*num_attention_heads=2 where the model needs num_attention_heads=4; token_dim=16 where the model needs token_dim=32",
+        match=r"was made for another base model than this GPT2LMHeadModel.*num_attention_heads=2 where the model needs num_attention_heads=4; token_dim=16 where the model needs token_dim=32",
     ):
         PeftModel.from_pretrained(other, tmp_path)
     assert all(p.requires_grad for p in other.parameters())

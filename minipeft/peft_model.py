@@ -52,14 +52,8 @@ class PeftModel(nn.Module):
         prompt_encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
-        if checkpointing and peft_config.peft_type is PeftType.PREFIX_TUNING:
-            raise ValueError(
-                "Prefix tuning does not work with gradient (activation) checkpointing: the prefix is passed as "
-                "past_key_values, which transformers drops when checkpointing is on. Turn it off before "
-                "get_peft_model: model.activation_checkpointing_disable() (gradient_checkpointing_disable() "
-                "in older transformers)."
-            )
+        if peft_config.peft_type is PeftType.PREFIX_TUNING:
+            _refuse_checkpointing(model)
         self.base_model = model
         self.active_adapter = adapter_name
         self.peft_config = {adapter_name: peft_config}
@@ -306,6 +300,8 @@ class PeftModelForCausalLM(PeftModel):
         """
         config = self.active_peft_config
         num_virtual = config.num_virtual_tokens
+        if self.training and config.peft_type is PeftType.PREFIX_TUNING:
+            _refuse_checkpointing(self.base_model)
         if input_ids is None and inputs_embeds is None:
             raise ValueError("forward needs input_ids (batch, seq_len) or inputs_embeds (batch, seq_len, hidden_size).")
         batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
@@ -343,7 +339,10 @@ class PeftModelForCausalLM(PeftModel):
         """``base_model.generate`` with the virtual tokens injected at the first step.
 
         Takes everything ``transformers.GenerationMixin.generate`` takes (``max_new_tokens``,
-        ``do_sample``, ``num_beams``, ...). For batches, pad on the left.
+        ``do_sample``, ``num_beams``, ``use_cache``, ``inputs_embeds``, ...). For batches, pad on the
+        left. To continue a conversation, pass the cache a previous call returned
+        (``return_dict_in_generate=True`` gives ``past_key_values``) with the whole conversation as
+        ``input_ids``: that cache already starts with the prefix, so it is kept, not replaced.
 
         How: for the duration of the call, the base model's ``prepare_inputs_for_generation`` is
         replaced by :meth:`prepare_inputs_for_generation`, which at the first step fills the (empty)
@@ -375,6 +374,17 @@ class PeftModelForCausalLM(PeftModel):
 
         config = self.active_peft_config
         num_virtual = config.num_virtual_tokens
+        caller_cache = kwargs.get(self._cache_kwarg)
+        if (
+            kwargs.get("is_first_iteration")
+            and kwargs.get("next_sequence_length") is not None
+            and caller_cache is not None
+            and caller_cache.get_seq_length() > 0
+        ):
+            # Continuing from a cache the caller passed (a second chat turn): it starts with the prefix,
+            # which is not in input_ids, so transformers' count of the tokens still to process is short
+            # by num_virtual_tokens.
+            kwargs["next_sequence_length"] += num_virtual
         inputs = self._base_prepare_inputs_for_generation(*args, inputs_embeds=inputs_embeds, **kwargs)
         key = self._cache_kwarg
         cache = inputs.get(key)
@@ -417,6 +427,16 @@ class PeftModelForCausalLM(PeftModel):
                 raise ValueError(f"minipeft generates with a 2-D attention mask (batch, seq_len), got {mask.dim()}-D.")
             inputs["attention_mask"] = extend_attention_mask(mask, num_virtual)
         return inputs
+
+
+def _refuse_checkpointing(model: nn.Module) -> None:
+    """Raise if gradient (activation) checkpointing is on: transformers then drops ``past_key_values``."""
+    if any(getattr(m, "gradient_checkpointing", False) for m in model.modules()):
+        raise ValueError(
+            "Prefix tuning does not work with gradient (activation) checkpointing: the prefix is passed as "
+            "past_key_values, which transformers drops when checkpointing is on. Turn it off: "
+            "model.activation_checkpointing_disable() (gradient_checkpointing_disable() in older transformers)."
+        )
 
 
 def get_peft_model(model: nn.Module, peft_config: PromptLearningConfig, adapter_name: str = "default") -> PeftModel:

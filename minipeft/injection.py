@@ -59,7 +59,10 @@ def prefix_to_past_key_values(prefix: torch.Tensor, config: PrefixTuningConfig) 
     kv = prefix.view(batch, num_virtual_tokens, 2 * config.num_layers, config.num_attention_heads, config.head_dim)
     # (B, P, 2L, H_kv, D): axis 2 runs over [k0, v0, k1, v1, ...]
     kv = kv.permute(2, 0, 3, 1, 4)  # (2L, B, H_kv, P, D): one attention layer's keys or values per entry
-    return tuple((kv[2 * layer], kv[2 * layer + 1]) for layer in range(config.num_layers))
+    # unbind, not indexing: its backward stacks the 2L gradients once, where 2L separate index
+    # operations would each allocate a zero tensor of the full size (measured 4x slower, benchmarks/)
+    tensors = kv.unbind(0)  # 2L x (B, H_kv, P, D)
+    return tuple((tensors[2 * layer], tensors[2 * layer + 1]) for layer in range(config.num_layers))
 
 
 def build_prefix_cache(past_key_values: KeyValues, model_config: Any = None) -> DynamicCache:

@@ -229,7 +229,12 @@ def generation_batch(tokenizer) -> dict[str, torch.Tensor]:
 def bench_generation(model, tokenizer, repeats: int) -> list[dict]:
     batch = generation_batch(tokenizer)
     kwargs = dict(max_new_tokens=32, min_new_tokens=32, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    models = {"base model": model, "minipeft": wrap("minipeft", model, False), "peft": wrap("peft", model, False)}
+    # the base model is a copy too: copied weights live in fresh memory, unlike the loaded (memory-mapped) ones
+    models = {
+        "base model": copy.deepcopy(model),
+        "minipeft": wrap("minipeft", model, False),
+        "peft": wrap("peft", model, False),
+    }
     for m in models.values():
         m.eval()
 
@@ -270,7 +275,7 @@ def bench_forward_latency(model, repeats: int) -> list[dict]:
 
         return run
 
-    fns = {"base|0": runner(model.eval())}
+    fns = {"base|0": runner(copy.deepcopy(model).eval())}  # a copy, like the wrapped models (see bench_generation)
     for n in lengths:
         for library in ("minipeft", "peft"):
             fns[f"{library}|{n}"] = runner(wrap(library, model, False, num_virtual_tokens=n).eval())

@@ -11,6 +11,7 @@ The companion library of the minipeft book: each chapter imports its machinery f
 
 from .analysis import nearest_tokens, prefix_attention_share
 from .config import PeftConfig, PeftType, PrefixTuningConfig, PromptLearningConfig, TaskType
+from .data import LABELS, format_prompt, load_complaints, load_raft_twitter_complaints
 from .encoder import PrefixEncoder
 from .injection import (
     build_prefix_cache,
@@ -23,11 +24,23 @@ from .injection import (
 from .models import EMBEDDED_MODEL, HUB_MODEL_ID, convert_embedded_model, embedded_gguf_path, load_base_model
 from .peft_model import PeftModel, PeftModelForCausalLM, get_peft_model
 from .prompt_tuning import PromptEmbedding, PromptTuningConfig, PromptTuningInit
+from .training import (
+    TrainingHistory,
+    accuracy,
+    collate,
+    evaluate_loss,
+    label_loss,
+    parse_label,
+    predict_labels,
+    predict_labels_by_likelihood,
+    train,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EMBEDDED_MODEL",
+    "LABELS",
     "HUB_MODEL_ID",
     "PeftConfig",
     "PeftModel",
@@ -40,6 +53,18 @@ __all__ = [
     "PromptTuningConfig",
     "PromptTuningInit",
     "TaskType",
+    "TrainingHistory",
+    "accuracy",
+    "collate",
+    "evaluate_loss",
+    "format_prompt",
+    "label_loss",
+    "load_complaints",
+    "load_raft_twitter_complaints",
+    "parse_label",
+    "predict_labels",
+    "predict_labels_by_likelihood",
+    "train",
     "build_prefix_cache",
     "convert_embedded_model",
     "embedded_gguf_path",

@@ -1,0 +1,251 @@
+"""Training and evaluating a prefix on a labelling task, on a CPU.
+
+The task format follows PEFT's prefix-tuning tutorial: the model reads ``Tweet text : {text} Label : ``
+and must continue with the label (``complaint`` / ``no complaint``) and the end-of-sequence token.
+Only the label tokens carry a loss (prompt tokens get label -100).
+
+CPU matters here: SmolLM2's output layer has 49,152 rows, and computing logits for every position of
+a batch costs more than the rest of the model's forward pass. The loss needs logits only at the last
+few positions (the label), so :func:`label_loss` asks transformers for just those
+(``logits_to_keep``) and left-pads batches so that every row's label sits at the end.
+
+Explained in: book/07_training_a_prefix.ipynb
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import LABELS, format_prompt
+from .injection import position_ids_from_attention_mask
+
+
+@dataclass
+class TrainingHistory:
+    """What :func:`train` measured: training loss per step, validation loss at ``eval_steps``, wall time (s)."""
+
+    loss: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def collate(tokenizer: Any, examples: Sequence[dict[str, Any]], with_targets: bool = True) -> dict[str, torch.Tensor]:
+    """A left-padded batch of prompts, followed (``with_targets``) by each label and the EOS token.
+
+    Returns:
+        ``input_ids``, ``attention_mask``, ``labels`` (-100 except on label and EOS tokens), each
+        ``(batch, seq_len)``, and ``target_length``: the longest label + EOS, in tokens (a 0-d tensor).
+    """
+    rows, targets = [], []
+    for example in examples:
+        prompt_ids = tokenizer(format_prompt(example["text"]), add_special_tokens=False)["input_ids"]
+        target_ids = []
+        if with_targets:
+            target_ids = tokenizer(example["label"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(prompt_ids + target_ids)
+        targets.append(len(target_ids))
+    length = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (length - len(r)) + r for r in rows])
+    attention_mask = torch.tensor([[0] * (length - len(r)) + [1] * len(r) for r in rows])
+    labels = torch.full_like(input_ids, -100)
+    for i, n in enumerate(targets):
+        if n:
+            labels[i, -n:] = input_ids[i, -n:]
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "target_length": torch.tensor(max(targets)),
+    }
+
+
+def _position_kwargs(model: Any, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if "position_ids" in inspect.signature(base.forward).parameters:  # Bloom (ALiBi) takes none
+        return {"position_ids": position_ids_from_attention_mask(attention_mask)}
+    return {}
+
+
+def label_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the label tokens, with logits computed for the last positions only.
+
+    Equal to ``model(**batch).loss`` for a left-padded :func:`collate` batch, without computing
+    ``(batch, seq_len, vocab_size)`` logits: only ``(batch, target_length + 1, vocab_size)``.
+    """
+    keep = int(batch["target_length"]) + 1  # the position before the first label token predicts it
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        logits_to_keep=keep,
+        **_position_kwargs(model, batch["attention_mask"]),
+    )
+    logits = out.logits[:, -keep:-1]  # (B, keep - 1, V): predictions for the last keep - 1 tokens
+    targets = batch["labels"][:, -(keep - 1) :]  # (B, keep - 1)
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+    )
+
+
+@torch.no_grad()
+def evaluate_loss(model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], batch_size: int = 16) -> float:
+    """Mean label loss over ``examples`` (weighted by batch size)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        total += label_loss(model, collate(tokenizer, chunk)).item() * len(chunk)
+        count += len(chunk)
+    model.train(was_training)
+    return total / count
+
+
+def train(
+    model: Any,
+    tokenizer: Any,
+    train_examples: Sequence[dict[str, Any]],
+    *,
+    steps: int,
+    learning_rate: float,
+    batch_size: int = 8,
+    seed: int = 0,
+    eval_examples: Sequence[dict[str, Any]] | None = None,
+    eval_every: int | None = None,
+    progress: bool = True,
+) -> TrainingHistory:
+    """Train the trainable parameters of ``model`` (the prefix) with AdamW and a linear decay.
+
+    Batches are drawn from ``train_examples`` shuffled with ``seed`` (reshuffled each epoch); the
+    learning rate decays linearly to 0 over ``steps`` (as in PEFT's prefix-tuning tutorial, which
+    uses ``get_linear_schedule_with_warmup`` without warm-up).
+
+    Args:
+        model: A minipeft ``PeftModel`` (or any model whose trainable parameters are to be trained).
+        tokenizer: Its tokenizer (with ``pad_token_id`` and ``eos_token_id``).
+        train_examples: Dicts with ``text`` and ``label``.
+        steps: Optimizer steps.
+        learning_rate: Peak learning rate.
+        batch_size: Examples per step.
+        seed: Seeds the shuffling and ``torch``.
+        eval_examples: If given, the validation loss is measured every ``eval_every`` steps and at the end.
+        eval_every: Steps between validation measurements (default: ``steps // 5``).
+        progress: Show a progress bar.
+
+    Returns:
+        A :class:`TrainingHistory`. The model is left in eval mode.
+
+    Raises:
+        ValueError: no trainable parameters, or no training examples.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("The model has no trainable parameters; wrap it with get_peft_model first.")
+    if not train_examples:
+        raise ValueError("train needs at least one training example.")
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    schedule = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=steps)
+    eval_every = eval_every or max(1, steps // 5)
+    history = TrainingHistory()
+    order: list[int] = []
+    start = time.perf_counter()
+    model.train()
+    bar = tqdm(range(steps), disable=not progress, desc="training", mininterval=10.0)
+    for step in bar:
+        if len(order) < batch_size:
+            epoch = list(range(len(train_examples)))
+            rng.shuffle(epoch)
+            order += epoch
+        batch_ids, order = order[:batch_size], order[batch_size:]
+        loss = label_loss(model, collate(tokenizer, [train_examples[i] for i in batch_ids]))
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        history.loss.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if eval_examples is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            history.eval_steps.append(step + 1)
+            history.eval_loss.append(evaluate_loss(model, tokenizer, eval_examples))
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def parse_label(generated: str) -> str:
+    """Map generated text to a label: ``"no complaint"``, ``"complaint"``, or the text itself (a miss)."""
+    text = generated.strip().lower()
+    for label in sorted(LABELS, key=len, reverse=True):  # "no complaint" before "complaint"
+        if text.startswith(label):
+            return label
+    return text
+
+
+@torch.no_grad()
+def predict_labels(
+    model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], batch_size: int = 16, max_new_tokens: int = 4
+) -> list[str]:
+    """Greedy-generate each example's label after its prompt; see :func:`parse_label`."""
+    model.eval()
+    predictions = []
+    for start in range(0, len(examples), batch_size):
+        batch = collate(tokenizer, examples[start : start + batch_size], with_targets=False)
+        out = model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new = out[:, batch["input_ids"].shape[1] :]
+        predictions += [parse_label(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    return predictions
+
+
+@torch.no_grad()
+def predict_labels_by_likelihood(
+    model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], labels: Sequence[str] = LABELS, batch_size: int = 16
+) -> list[str]:
+    """Choose, for each example, the label whose tokens the model finds most likely after the prompt.
+
+    A zero-shot classifier that needs no instruction following: the model only has to prefer
+    " complaint" or " no complaint" as a continuation, never to produce it unprompted. Scores are
+    the summed log-probabilities of the label's tokens (without the EOS token).
+    """
+    model.eval()
+    scores = torch.zeros(len(examples), len(labels))
+    for j, label in enumerate(labels):
+        for start in range(0, len(examples), batch_size):
+            chunk = [{**e, "label": label} for e in examples[start : start + batch_size]]
+            batch = collate(tokenizer, chunk)
+            keep = int(batch["target_length"]) + 1
+            out = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                logits_to_keep=keep,
+                **_position_kwargs(model, batch["attention_mask"]),
+            )
+            log_probs = out.logits[:, -keep:-1].log_softmax(-1)  # (B, keep - 1, V)
+            targets = batch["labels"][:, -(keep - 1) :]  # (B, keep - 1), -100 where no label token
+            targets = targets.masked_fill(targets == tokenizer.eos_token_id, -100)  # the label words only
+            picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            scores[start : start + len(chunk), j] = (picked * (targets != -100)).sum(-1)
+    return [labels[i] for i in scores.argmax(-1).tolist()]
+
+
+def accuracy(predictions: Sequence[str], examples: Sequence[dict[str, Any]]) -> float:
+    """Share of predictions equal to the examples' labels (anything else counts as wrong)."""
+    return sum(p == e["label"] for p, e in zip(predictions, examples, strict=True)) / len(examples)

@@ -76,12 +76,8 @@ def _position_kwargs(model: Any, attention_mask: torch.Tensor) -> dict[str, torc
     return {}
 
 
-def label_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over the label tokens, with logits computed for the last positions only.
-
-    Equal to ``model(**batch).loss`` for a left-padded :func:`collate` batch, without computing
-    ``(batch, seq_len, vocab_size)`` logits: only ``(batch, target_length + 1, vocab_size)``.
-    """
+def _label_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at the label positions only, ``(B, target_length, V)``, and the targets ``(B, target_length)``."""
     keep = int(batch["target_length"]) + 1  # the position before the first label token predicts it
     out = model(
         input_ids=batch["input_ids"],
@@ -90,7 +86,17 @@ def label_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         **_position_kwargs(model, batch["attention_mask"]),
     )
     logits = out.logits[:, -keep:-1]  # (B, keep - 1, V): predictions for the last keep - 1 tokens
-    targets = batch["labels"][:, -(keep - 1) :]  # (B, keep - 1)
+    targets = batch["labels"][:, -(keep - 1) :]  # (B, keep - 1), -100 where no label token
+    return logits, targets
+
+
+def label_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the label tokens, with logits computed for the last positions only.
+
+    Equal to ``model(**batch).loss`` for a left-padded :func:`collate` batch, without computing
+    ``(batch, seq_len, vocab_size)`` logits: only ``(batch, target_length + 1, vocab_size)``.
+    """
+    logits, targets = _label_logits(model, batch)
     return torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
     )
@@ -230,16 +236,8 @@ def predict_labels_by_likelihood(
     for j, label in enumerate(labels):
         for start in range(0, len(examples), batch_size):
             chunk = [{**e, "label": label} for e in examples[start : start + batch_size]]
-            batch = collate(tokenizer, chunk)
-            keep = int(batch["target_length"]) + 1
-            out = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                logits_to_keep=keep,
-                **_position_kwargs(model, batch["attention_mask"]),
-            )
-            log_probs = out.logits[:, -keep:-1].log_softmax(-1)  # (B, keep - 1, V)
-            targets = batch["labels"][:, -(keep - 1) :]  # (B, keep - 1), -100 where no label token
+            logits, targets = _label_logits(model, collate(tokenizer, chunk))
+            log_probs = logits.log_softmax(-1)  # (B, target_length, V)
             targets = targets.masked_fill(targets == tokenizer.eos_token_id, -100)  # the label words only
             picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             scores[start : start + len(chunk), j] = (picked * (targets != -100)).sum(-1)

@@ -7,7 +7,7 @@ virtual tokens are prepended to the input embeddings instead (prompt tuning, the
 
 Follows PEFT ``src/peft/peft_model.py`` (``PeftModel``, ``PeftModelForCausalLM``: ``get_prompt``,
 ``forward``, ``generate``, ``prepare_inputs_for_generation``, ``print_trainable_parameters``) and
-``src/peft/mapping_func.py`` (``get_peft_model``), restricted to prefix tuning of decoder-only models.
+``src/peft/mapping_func.py`` (``get_peft_model``), restricted to prefix and prompt tuning of decoder-only models.
 
 Explained in: book/01_why_prefix_tuning.ipynb (wrapping), book/04_past_key_values.ipynb (injection),
 book/05_saving_and_loading.ipynb (saving and loading)

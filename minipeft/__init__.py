@@ -18,6 +18,7 @@ from .injection import (
     extend_attention_mask,
     past_key_values_to_prefix,
     position_ids_from_attention_mask,
+    position_ids_kwargs,
     prefix_from_text,
     prefix_to_past_key_values,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "nearest_tokens",
     "past_key_values_to_prefix",
     "position_ids_from_attention_mask",
+    "position_ids_kwargs",
     "prefix_attention_share",
     "prefix_from_text",
     "prefix_to_past_key_values",

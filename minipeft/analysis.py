@@ -7,13 +7,12 @@ book/04_past_key_values.ipynb (``prefix_attention_share``).
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from .injection import position_ids_from_attention_mask
+from .injection import position_ids_kwargs
 
 
 def nearest_tokens(
@@ -78,12 +77,9 @@ def prefix_attention_share(
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     num_virtual = peft_model.active_peft_config.num_virtual_tokens
-    base = peft_model.get_base_model()
-    kwargs = {}
-    if "position_ids" in inspect.signature(base.forward).parameters:  # left padding must not shift positions
-        kwargs["position_ids"] = position_ids_from_attention_mask(attention_mask)
-    with _eager_attention(base):
-        out = peft_model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True, **kwargs)
+    positions = position_ids_kwargs(peft_model, attention_mask)  # left padding must not shift positions
+    with _eager_attention(peft_model.get_base_model()):
+        out = peft_model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True, **positions)
     shares = []
     query_mask = attention_mask.float()  # (B, T)
     for weights in out.attentions:  # each (B, heads, T, P + T)

@@ -23,6 +23,7 @@ Explained in: book/04_past_key_values.ipynb
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -65,20 +66,24 @@ def prefix_to_past_key_values(prefix: torch.Tensor, config: PrefixTuningConfig) 
     return tuple((tensors[2 * layer], tensors[2 * layer + 1]) for layer in range(config.num_layers))
 
 
-def build_prefix_cache(past_key_values: KeyValues, model_config: Any = None) -> DynamicCache:
-    """Put per-layer prefix keys and values into a fresh ``transformers.DynamicCache``.
+def build_prefix_cache(
+    past_key_values: KeyValues, model_config: Any = None, cache: DynamicCache | None = None
+) -> DynamicCache:
+    """Put per-layer prefix keys and values into a ``transformers.DynamicCache``.
 
     Args:
         past_key_values: ``num_layers`` pairs of ``(batch, num_key_value_heads, num_virtual_tokens,
             head_dim)`` tensors, as :func:`prefix_to_past_key_values` returns.
-        model_config: The base model's config, so the cache knows each layer's kind (full or
+        model_config: The base model's config, so a new cache knows each layer's kind (full or
             sliding-window attention); ``None`` gives plain full-attention layers.
+        cache: An empty cache to fill (e.g. the one ``generate`` created); a new one when ``None``.
 
     Returns:
         A cache whose ``get_seq_length()`` is ``num_virtual_tokens``; the model appends the real
         tokens' keys and values to it. Gradients flow through it to the prefix.
     """
-    cache = DynamicCache(config=model_config) if model_config is not None else DynamicCache()
+    if cache is None:
+        cache = DynamicCache(config=model_config) if model_config is not None else DynamicCache()
     for layer_idx, (keys, values) in enumerate(past_key_values):
         cache.update(keys, values, layer_idx)
     return cache
@@ -91,6 +96,18 @@ def extend_attention_mask(attention_mask: torch.Tensor, num_virtual_tokens: int)
     """
     ones = attention_mask.new_ones(attention_mask.shape[0], num_virtual_tokens)
     return torch.cat([ones, attention_mask], dim=1)
+
+
+def position_ids_kwargs(model: Any, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{"position_ids": ...}`` counted over real tokens, or ``{}`` for a model that takes none.
+
+    For calling ``model`` (a transformers model or a minipeft ``PeftModel``) on a left-padded batch;
+    Bloom (ALiBi) takes no ``position_ids``: its biases already follow the attention mask.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if "position_ids" in inspect.signature(base.forward).parameters:
+        return {"position_ids": position_ids_from_attention_mask(attention_mask)}
+    return {}
 
 
 def position_ids_from_attention_mask(attention_mask: torch.Tensor, past_length: int = 0) -> torch.Tensor:

@@ -84,7 +84,7 @@ class PeftModel(nn.Module):
         """The wrapped transformers model."""
         return self.base_model
 
-    def get_prompt(self, batch_size: int) -> Any:
+    def get_prompt(self, batch_size: int, cache: Any = None) -> Any:
         """The virtual tokens for a batch, in the form the method injects them.
 
         Prefix tuning: a ``transformers.DynamicCache`` of ``num_virtual_tokens`` positions, made of
@@ -93,14 +93,15 @@ class PeftModel(nn.Module):
         ``prefix_projection=True``, cast to the base model's dtype).
 
         Prompt tuning: the soft prompt ``(batch_size, num_virtual_tokens, hidden_size)``.
+
+        ``cache``: for a prefix, an empty ``DynamicCache`` to fill instead of a new one.
         """
         config = self.active_peft_config
         prompt = self.prompt_table()  # (1, P, 2*L*token_dim) or (1, P, hidden)
         prompt = prompt.expand(batch_size, -1, -1)  # (B, P, ...), no copy
         if config.peft_type is not PeftType.PREFIX_TUNING:
             return prompt
-        past_key_values = prefix_to_past_key_values(prompt, config)
-        return build_prefix_cache(past_key_values, self.base_model.config)
+        return build_prefix_cache(prefix_to_past_key_values(prompt, config), self.base_model.config, cache=cache)
 
     def prompt_table(self) -> torch.Tensor:
         """The encoder's output for all virtual tokens, ``(1, num_virtual_tokens, width)``, in the model's dtype.
@@ -314,15 +315,10 @@ class PeftModelForCausalLM(PeftModel):
             cache = past_key_values if continuing else self.get_prompt(batch_size)
         else:  # prompt tuning: the virtual tokens are the first inputs
             cache = past_key_values
-            if inputs_embeds is None:
-                inputs_embeds = self.base_model.get_input_embeddings()(input_ids)  # (B, T, hidden)
-                input_ids = None
-            inputs_embeds = torch.cat([self.get_prompt(batch_size).to(inputs_embeds.dtype), inputs_embeds], dim=1)
+            inputs_embeds, position_ids = self._prepend_soft_prompt(input_ids, inputs_embeds, position_ids)
+            input_ids = None
             if labels is not None:
                 labels = torch.cat([labels.new_full((batch_size, num_virtual), -100), labels], dim=1)
-            if position_ids is not None:
-                virtual_positions = torch.arange(num_virtual, device=position_ids.device).expand(batch_size, -1)
-                position_ids = torch.cat([virtual_positions, position_ids], dim=1)
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
         if cache is not None:
@@ -334,6 +330,20 @@ class PeftModelForCausalLM(PeftModel):
             labels=labels,
             **kwargs,
         )
+
+    def _prepend_soft_prompt(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, position_ids: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Prompt tuning: ``(B, P + T, hidden)`` embeddings with the soft prompt first, and positions
+        ``0..P-1`` prepended to ``position_ids`` (already shifted by P) when they are given."""
+        if inputs_embeds is None:
+            inputs_embeds = self.base_model.get_input_embeddings()(input_ids)  # (B, T, hidden)
+        batch_size, num_virtual = inputs_embeds.shape[0], self.active_peft_config.num_virtual_tokens
+        inputs_embeds = torch.cat([self.get_prompt(batch_size).to(inputs_embeds.dtype), inputs_embeds], dim=1)
+        if position_ids is not None:
+            virtual_positions = torch.arange(num_virtual, device=position_ids.device).expand(batch_size, -1)
+            position_ids = torch.cat([virtual_positions, position_ids], dim=1)
+        return inputs_embeds, position_ids
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """``base_model.generate`` with the virtual tokens injected at the first step.
@@ -398,29 +408,18 @@ class PeftModelForCausalLM(PeftModel):
             # cache it is given and generate hands that back, so start from a fresh prefix each time.
             cache = None
         first_step = cache is None or cache.get_seq_length() == 0
-        position_ids = inputs.get("position_ids")
-        if position_ids is not None:
-            inputs["position_ids"] = position_ids + num_virtual
-        if first_step:
+        if inputs.get("position_ids") is not None:
+            inputs["position_ids"] = inputs["position_ids"] + num_virtual
+        if first_step and config.peft_type is PeftType.PREFIX_TUNING:
             tokens = inputs.get("input_ids")
             batch_size = (tokens if tokens is not None else inputs["inputs_embeds"]).shape[0]
-            prompt = self.get_prompt(batch_size)
-            if config.peft_type is PeftType.PREFIX_TUNING:
-                if cache is None:
-                    cache = prompt
-                else:  # fill the cache object that generate holds, so it sees the prefix in its own cache
-                    for layer_idx, layer in enumerate(prompt.layers):
-                        cache.update(layer.keys, layer.values, layer_idx)
-                inputs[key] = cache
-            else:  # prompt tuning: the soft prompt goes before the embedded input tokens
-                embeds = inputs.get("inputs_embeds")
-                if embeds is None:
-                    embeds = self.base_model.get_input_embeddings()(inputs["input_ids"])
-                inputs["inputs_embeds"] = torch.cat([prompt.to(embeds.dtype), embeds], dim=1)
-                inputs["input_ids"] = None
-                if position_ids is not None:
-                    virtual_positions = torch.arange(num_virtual, device=position_ids.device).expand(batch_size, -1)
-                    inputs["position_ids"] = torch.cat([virtual_positions, inputs["position_ids"]], dim=1)
+            # fill the cache object that generate holds (if any), so it sees the prefix in its own cache
+            inputs[key] = self.get_prompt(batch_size, cache=cache)
+        elif first_step:  # prompt tuning: the soft prompt goes before the embedded input tokens
+            inputs["inputs_embeds"], inputs["position_ids"] = self._prepend_soft_prompt(
+                inputs.get("input_ids"), inputs.get("inputs_embeds"), inputs.get("position_ids")
+            )
+            inputs["input_ids"] = None
         mask = inputs.get("attention_mask")
         if mask is not None:
             if mask.dim() != 2:

@@ -14,7 +14,6 @@ Explained in: book/07_training_a_prefix.ipynb
 
 from __future__ import annotations
 
-import inspect
 import random
 import time
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import LABELS, format_prompt
-from .injection import position_ids_from_attention_mask
+from .injection import position_ids_kwargs
 
 
 @dataclass
@@ -69,13 +68,6 @@ def collate(tokenizer: Any, examples: Sequence[dict[str, Any]], with_targets: bo
     }
 
 
-def _position_kwargs(model: Any, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if "position_ids" in inspect.signature(base.forward).parameters:  # Bloom (ALiBi) takes none
-        return {"position_ids": position_ids_from_attention_mask(attention_mask)}
-    return {}
-
-
 def _label_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits at the label positions only, ``(B, target_length, V)``, and the targets ``(B, target_length)``."""
     keep = int(batch["target_length"]) + 1  # the position before the first label token predicts it
@@ -83,7 +75,7 @@ def _label_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Ten
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         logits_to_keep=keep,
-        **_position_kwargs(model, batch["attention_mask"]),
+        **position_ids_kwargs(model, batch["attention_mask"]),
     )
     logits = out.logits[:, -keep:-1]  # (B, keep - 1, V): predictions for the last keep - 1 tokens
     targets = batch["labels"][:, -(keep - 1) :]  # (B, keep - 1), -100 where no label token

@@ -10,7 +10,7 @@ The companion library of the minipeft book: each chapter imports its machinery f
 """
 
 from .analysis import nearest_tokens, prefix_attention_share
-from .config import PeftConfig, PeftType, PrefixTuningConfig, PromptLearningConfig, TaskType
+from .config import PeftConfig, PeftType, PrefixTuningConfig, PromptLearningConfig, ShapeMismatchError, TaskType
 from .data import LABELS, format_prompt, load_complaints, load_raft_twitter_complaints
 from .encoder import PrefixEncoder
 from .injection import (
@@ -22,9 +22,17 @@ from .injection import (
     prefix_from_text,
     prefix_to_past_key_values,
 )
-from .models import EMBEDDED_MODEL, HUB_MODEL_ID, convert_embedded_model, embedded_gguf_path, load_base_model
+from .models import (
+    EMBEDDED_MODEL,
+    HUB_MODEL_ID,
+    convert_embedded_model,
+    default_cache_dir,
+    embedded_gguf_path,
+    load_base_model,
+)
 from .peft_model import PeftModel, PeftModelForCausalLM, get_peft_model
 from .prompt_tuning import PromptEmbedding, PromptTuningConfig, PromptTuningInit
+from .seq_cls import ModulesToSaveWrapper, PeftModelForSequenceClassification
 from .training import (
     TrainingHistory,
     accuracy,
@@ -43,9 +51,11 @@ __all__ = [
     "EMBEDDED_MODEL",
     "LABELS",
     "HUB_MODEL_ID",
+    "ModulesToSaveWrapper",
     "PeftConfig",
     "PeftModel",
     "PeftModelForCausalLM",
+    "PeftModelForSequenceClassification",
     "PeftType",
     "PrefixEncoder",
     "PrefixTuningConfig",
@@ -53,6 +63,7 @@ __all__ = [
     "PromptLearningConfig",
     "PromptTuningConfig",
     "PromptTuningInit",
+    "ShapeMismatchError",
     "TaskType",
     "TrainingHistory",
     "accuracy",
@@ -68,6 +79,7 @@ __all__ = [
     "train",
     "build_prefix_cache",
     "convert_embedded_model",
+    "default_cache_dir",
     "embedded_gguf_path",
     "extend_attention_mask",
     "get_peft_model",

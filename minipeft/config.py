@@ -39,8 +39,8 @@ class PeftType(str, enum.Enum):
     PREFIX_TUNING = "PREFIX_TUNING"
 
 
-#: Task types that minipeft implements today.
-SUPPORTED_TASK_TYPES = (TaskType.CAUSAL_LM,)
+#: Task types that minipeft implements today (for some method; each config class lists its own in ``TASK_TYPES``).
+SUPPORTED_TASK_TYPES = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS)
 
 
 @dataclass
@@ -48,7 +48,8 @@ class PromptLearningConfig:
     """Fields shared by the prompt-learning methods (PEFT's ``PromptLearningConfig``).
 
     Args:
-        task_type: What the base model does; only ``TaskType.CAUSAL_LM`` is implemented.
+        task_type: What the base model does; the config class's ``TASK_TYPES`` are implemented
+            (``CAUSAL_LM``; and ``SEQ_CLS`` for a prefix).
         num_virtual_tokens: Number of virtual tokens, i.e. the length of the soft prompt or prefix.
         token_dim: Width of one virtual token's vector; filled from the base model's config.
         num_layers: Number of transformer layers; filled from the base model's config.
@@ -56,10 +57,15 @@ class PromptLearningConfig:
         inference_mode: ``True`` freezes the adapter (it is loaded to be used, not trained).
         num_transformer_submodules: 1 for decoder-only models (PEFT uses 2 for encoder-decoders).
         base_model_name_or_path: Where the base model came from; informational.
+        modules_to_save: Names of base-model modules trained in full next to the virtual tokens and
+            saved with them (PEFT's field): a module matches when its name ends with one of them.
+            ``SEQ_CLS`` adds PEFT's ``["classifier", "score"]``, the classification head (see
+            :class:`~minipeft.PeftModelForSequenceClassification`); ``None`` otherwise.
 
     Raises:
         ValueError: ``num_virtual_tokens`` missing or not a positive integer; a task type that is not
-            implemented; a non-positive shape field.
+            implemented; a non-positive shape field; ``modules_to_save`` that is not a list of names,
+            or given for ``CAUSAL_LM`` (not implemented there).
     """
 
     task_type: TaskType | str | None = TaskType.CAUSAL_LM
@@ -70,9 +76,12 @@ class PromptLearningConfig:
     inference_mode: bool = False
     num_transformer_submodules: int | None = None
     base_model_name_or_path: str | None = None
+    modules_to_save: list[str] | None = None
 
     #: The method, fixed by each subclass (PEFT writes it to ``adapter_config.json``).
     PEFT_TYPE: ClassVar[PeftType]
+    #: The task types this method implements in minipeft.
+    TASK_TYPES: ClassVar[tuple[TaskType, ...]] = (TaskType.CAUSAL_LM,)
     _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = ("num_virtual_tokens", "token_dim", "num_layers", "num_attention_heads")
 
     @property
@@ -89,11 +98,12 @@ class PromptLearningConfig:
         except ValueError:
             known = ", ".join(t.value for t in TaskType)
             raise ValueError(f"{name}.task_type={self.task_type!r} is unknown; expected one of {known}.") from None
-        if self.task_type not in SUPPORTED_TASK_TYPES:
+        if self.task_type not in self.TASK_TYPES:
             raise ValueError(
                 f"{name}.task_type={self.task_type.value!r} is not supported by minipeft yet; "
-                f"supported: {', '.join(t.value for t in SUPPORTED_TASK_TYPES)}."
+                f"supported: {', '.join(t.value for t in self.TASK_TYPES)}."
             )
+        self._check_modules_to_save()
         if self.num_virtual_tokens is None:
             raise ValueError(f"{name}.num_virtual_tokens is required: how many virtual tokens, e.g. 30.")
         for field in self._SHAPE_FIELDS:
@@ -106,8 +116,27 @@ class PromptLearningConfig:
             self.num_transformer_submodules = 1
         if self.num_transformer_submodules != 1:
             raise ValueError(
-                f"{name}.num_transformer_submodules must be 1 for a decoder-only (CAUSAL_LM) model, "
+                f"{name}.num_transformer_submodules must be 1 (a decoder-only or encoder-only model), "
                 f"got {self.num_transformer_submodules!r}."
+            )
+
+    def _check_modules_to_save(self) -> None:
+        """``modules_to_save`` is ``None`` or a list of non-empty names, and only for ``SEQ_CLS``."""
+        name = type(self).__name__
+        if self.modules_to_save is None:
+            return
+        if isinstance(self.modules_to_save, str) or not all(
+            isinstance(module, str) and module for module in self.modules_to_save
+        ):
+            raise ValueError(
+                f"{name}.modules_to_save must be a list of module names such as ['classifier'], "
+                f"got {self.modules_to_save!r}."
+            )
+        self.modules_to_save = list(self.modules_to_save)
+        if self.task_type is not TaskType.SEQ_CLS:
+            raise ValueError(
+                f"{name}.modules_to_save={self.modules_to_save!r}: minipeft trains extra modules for "
+                f"task_type='SEQ_CLS' only (its classification head), not for {self.task_type.value!r}."
             )
 
     def fill_from_model_config(self, model_config: Any) -> PromptLearningConfig:
@@ -200,7 +229,9 @@ class PrefixTuningConfig(PromptLearningConfig):
     when left as ``None``.
 
     Args:
-        task_type: What the base model does; only ``TaskType.CAUSAL_LM`` is implemented.
+        task_type: What the base model does: ``TaskType.CAUSAL_LM`` (a decoder's prefix, Li & Liang
+            2021) or ``TaskType.SEQ_CLS`` (P-Tuning v2's classifier: a prefix at every layer of an
+            encoder such as BERT plus a trained classification head, Liu et al. 2022 section 3).
         num_virtual_tokens: Length of the prefix, in tokens (Li & Liang: "prefix length").
         token_dim: Width of one layer's keys (or values) for one virtual token:
             ``head_dim * num_key_value_heads``. For a multi-head model that is ``hidden_size``; for
@@ -215,8 +246,11 @@ class PrefixTuningConfig(PromptLearningConfig):
             passed through Linear-Tanh-Linear (Prefix Tuning's reparameterisation, Li & Liang 2021
             section 4.3).
         inference_mode: ``True`` freezes the prefix and drops the MLP (the prefix is a fixed table).
-        num_transformer_submodules: 1 for decoder-only models (PEFT uses 2 for encoder-decoders).
+        num_transformer_submodules: 1 for decoder-only and encoder-only models (PEFT uses 2 for
+            encoder-decoders).
         base_model_name_or_path: Where the base model came from; informational.
+        modules_to_save: ``SEQ_CLS`` only: extra modules trained and saved with the prefix; the
+            classification head (``["classifier", "score"]``) is added, as PEFT does.
 
     Raises:
         ValueError: ``num_virtual_tokens`` missing or not a positive integer; a task type that is not
@@ -229,6 +263,7 @@ class PrefixTuningConfig(PromptLearningConfig):
     prefix_projection: bool = False
 
     PEFT_TYPE: ClassVar[PeftType] = PeftType.PREFIX_TUNING
+    TASK_TYPES: ClassVar[tuple[TaskType, ...]] = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS)
     _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = PromptLearningConfig._SHAPE_FIELDS + ("encoder_hidden_size",)
 
     def __post_init__(self) -> None:
@@ -244,7 +279,7 @@ class PrefixTuningConfig(PromptLearningConfig):
 
     @property
     def head_dim(self) -> int:
-        """Width of one key (or value) head: ``token_dim // num_attention_heads``."""
+        """The width of one key or value head, ``token_dim // num_attention_heads``."""
         if self.token_dim is None or self.num_attention_heads is None:
             raise ValueError(
                 "PrefixTuningConfig.head_dim needs token_dim and num_attention_heads; call fill_from_model_config first."

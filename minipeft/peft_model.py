@@ -7,7 +7,8 @@ virtual tokens are prepended to the input embeddings instead (prompt tuning, the
 
 Follows PEFT ``src/peft/peft_model.py`` (``PeftModel``, ``PeftModelForCausalLM``: ``get_prompt``,
 ``forward``, ``generate``, ``prepare_inputs_for_generation``, ``print_trainable_parameters``) and
-``src/peft/mapping_func.py`` (``get_peft_model``), restricted to prefix and prompt tuning of decoder-only models.
+``src/peft/mapping_func.py`` (``get_peft_model``), restricted to prefix and prompt tuning of decoder-only models;
+sequence classification (``TaskType.SEQ_CLS``, P-Tuning v2 on BERT-likes) is in :mod:`minipeft.seq_cls`.
 
 Explained in: book/01_why_prefix_tuning.ipynb (wrapping), book/04_past_key_values.ipynb (injection),
 book/05_saving_and_loading.ipynb (saving and loading)
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, ShapeMismatchError
+from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, ShapeMismatchError, TaskType
 from .encoder import PrefixEncoder
 from .injection import build_prefix_cache, extend_attention_mask, prefix_to_past_key_values
 from .prompt_tuning import PromptEmbedding, PromptTuningConfig
@@ -150,7 +151,7 @@ class PeftModel(nn.Module):
         ``prefix_projection=True``). A reparameterised prefix also gets ``prefix_encoder.safetensors``
         (its embedding and MLP, which PEFT ignores) so training can resume with the same parameters.
         Each file is written under a temporary name and renamed into place: a failure leaves the
-        earlier adapter in ``save_directory`` intact. See :mod:`minipeft.save_load`.
+        earlier adapter in ``save_directory`` intact. See ``minipeft/save_load.py``.
         """
         from .save_load import model_card, save_adapter
 
@@ -159,8 +160,15 @@ class PeftModel(nn.Module):
         with torch.no_grad():
             table = self.prompt_table()[0].float()  # (P, width)
         encoder_state = encoder.state_dict() if getattr(encoder, "prefix_projection", False) else None
-        trainable = sum(p.numel() for p in encoder.parameters())
-        save_adapter(save_directory, config, table, encoder_state, model_card(config, trainable, table.numel()))
+        head = self._modules_to_save_state()  # a classifier's trained head, under PEFT's keys
+        head_numel = sum(v.numel() for v in head.values())
+        trainable = sum(p.numel() for p in encoder.parameters()) + head_numel
+        card = model_card(config, trainable, table.numel() + head_numel)
+        save_adapter(save_directory, config, table, encoder_state, card, modules_to_save_state=head)
+
+    def _modules_to_save_state(self) -> dict[str, torch.Tensor]:
+        """Tensors of base-model modules trained beside the adapter, by saved key; none here (see SEQ_CLS)."""
+        return {}
 
     @classmethod
     def from_pretrained(
@@ -170,8 +178,12 @@ class PeftModel(nn.Module):
         adapter_name: str = "default",
         is_trainable: bool = False,
         allow_pickle: bool = False,
-    ) -> PeftModelForCausalLM:
+    ) -> PeftModel:
         """Load an adapter folder (written by minipeft or by PEFT) onto ``model``.
+
+        Returns the class the adapter's ``task_type`` names, whichever class this is called on
+        (as PEFT does): :class:`PeftModelForCausalLM` or
+        :class:`~minipeft.PeftModelForSequenceClassification` (its trained head is loaded too).
 
         Args:
             model: The base model the adapter was trained on (its shapes are checked).
@@ -188,7 +200,8 @@ class PeftModel(nn.Module):
             FileNotFoundError: the folder has no config or no weights.
             ValueError: an unsupported ``peft_type``; corrupt or truncated weights; an adapter whose
                 ``token_dim``, ``num_layers`` or heads do not fit ``model``, or whose table has
-                another shape than its config says. On any error ``model`` is left untouched.
+                another shape than its config says; a ``SEQ_CLS`` adapter whose head is missing or
+                does not fit ``model``'s (another ``num_labels``). On any error ``model`` is left untouched.
         """
         from .save_load import (
             CONFIG_NAME,
@@ -205,6 +218,7 @@ class PeftModel(nn.Module):
         tensors = load_adapter_weights(folder, allow_pickle=allow_pickle)
         table = tensors.pop("prompt_embeddings")
         encoder_state = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
+        head_state = {k: v for k, v in tensors.items() if k.startswith("base_model.")}  # SEQ_CLS: the trained head
         try:
             config.fill_from_model_config(model.config)
         except ShapeMismatchError as error:
@@ -240,7 +254,17 @@ class PeftModel(nn.Module):
                     raise ValueError(f"{folder}: {ENCODER_STATE_NAME} does not produce the table in {WEIGHTS_NAME}.")
             else:
                 encoder.embedding.weight.copy_(table.to(encoder.embedding.weight))
-        peft_model = PeftModelForCausalLM(model, config, adapter_name, prompt_encoder=encoder)
+        extra: dict[str, Any] = {}
+        if config.task_type is TaskType.SEQ_CLS:
+            from .seq_cls import _trained_copies
+
+            extra["trained_modules"] = _trained_copies(model, config, head_state, source=folder / WEIGHTS_NAME)
+        elif head_state:
+            raise ValueError(
+                f"{folder / WEIGHTS_NAME} holds base-model weights ({', '.join(sorted(head_state))}); minipeft "
+                f"loads those for task_type='SEQ_CLS' only, not {config.task_type.value!r}."
+            )
+        peft_model = _peft_model_class(config)(model, config, adapter_name, prompt_encoder=encoder, **extra)
         if not is_trainable:
             peft_model.eval()
         return peft_model
@@ -446,13 +470,15 @@ def get_peft_model(model: nn.Module, peft_config: PromptLearningConfig, adapter_
     ``model.name_or_path`` when unset.
 
     Args:
-        model: A transformers decoder-only model (``AutoModelForCausalLM``).
+        model: A transformers decoder-only model (``AutoModelForCausalLM``), or for
+            ``task_type=SEQ_CLS`` a classifier (``AutoModelForSequenceClassification``, e.g. BERT).
         peft_config: A :class:`~minipeft.PrefixTuningConfig` (Prefix Tuning / P-Tuning v2) or a
             :class:`~minipeft.PromptTuningConfig` (input-only soft prompt).
         adapter_name: Name of the adapter; PEFT's default is ``"default"``.
 
     Returns:
-        A :class:`PeftModelForCausalLM`.
+        A :class:`PeftModelForCausalLM`, or a :class:`~minipeft.PeftModelForSequenceClassification`
+        for ``task_type=SEQ_CLS`` (PEFT's ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``).
 
     Raises:
         TypeError: ``peft_config`` is not a minipeft config, or ``model`` is already wrapped.
@@ -469,4 +495,13 @@ def get_peft_model(model: nn.Module, peft_config: PromptLearningConfig, adapter_
     config.fill_from_model_config(model.config)
     if config.base_model_name_or_path is None:
         config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
-    return PeftModelForCausalLM(model, config, adapter_name)  # the configs admit CAUSAL_LM only, so far
+    return _peft_model_class(config)(model, config, adapter_name)
+
+
+def _peft_model_class(config: PromptLearningConfig) -> type[PeftModel]:
+    """The wrapper for the config's task type (PEFT's ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``)."""
+    if config.task_type is TaskType.SEQ_CLS:
+        from .seq_cls import PeftModelForSequenceClassification
+
+        return PeftModelForSequenceClassification
+    return PeftModelForCausalLM

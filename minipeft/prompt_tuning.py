@@ -41,6 +41,8 @@ class PromptTuningInit(str, enum.Enum):
 class PromptTuningConfig(PromptLearningConfig):
     """Configuration of a soft prompt (prompt tuning), PEFT's field names.
 
+    It takes the fields of :class:`~minipeft.PromptLearningConfig` too.
+
     Args:
         prompt_tuning_init: A :class:`PromptTuningInit` (or its string value).
         prompt_tuning_init_text: The text whose token embeddings start the prompt (``TEXT``); its
@@ -48,7 +50,6 @@ class PromptTuningConfig(PromptLearningConfig):
         tokenizer_name_or_path: The tokenizer for ``prompt_tuning_init_text`` (a Hub id or folder;
             for the embedded model, ``tokenizer.name_or_path``).
         tokenizer_kwargs: Extra arguments for ``AutoTokenizer.from_pretrained`` (``TEXT`` only).
-        (and the fields of :class:`~minipeft.config.PromptLearningConfig`)
 
     Raises:
         ValueError: ``TEXT`` without a text or a tokenizer; ``tokenizer_kwargs`` without ``TEXT``;

@@ -8,7 +8,10 @@ An adapter folder, as PEFT 0.21 writes it for prompt-learning methods:
   model uses, ``(num_virtual_tokens, 2*num_layers*token_dim)``, *after* the MLP when
   ``prefix_projection=True`` (the MLP is discarded, Li & Liang 2021 section 4.3); for a soft prompt,
   ``(num_virtual_tokens, hidden_size)``. The safetensors metadata records ``minipeft_version``
-  (``adapter_config.json`` keeps PEFT's keys only, so that PEFT loads it without warnings);
+  (``adapter_config.json`` keeps PEFT's keys only, so that PEFT loads it without warnings).
+  A ``SEQ_CLS`` adapter also holds its trained classification head under PEFT's names: the
+  ``state_dict`` of each module in ``modules_to_save`` under ``base_model.<module path>.``, e.g.
+  ``base_model.classifier.weight`` (BERT) or ``base_model.classifier.out_proj.weight`` (RoBERTa);
 - ``README.md``: a short model card.
 
 minipeft adds one file that PEFT ignores: ``prefix_encoder.safetensors``, the trainable state of a
@@ -42,7 +45,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import PeftType, PrefixTuningConfig, PromptLearningConfig
+from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, TaskType
 from .prompt_tuning import PromptTuningConfig
 
 CONFIG_NAME = "adapter_config.json"
@@ -56,7 +59,7 @@ CONFIG_CLASSES: dict[str, type[PromptLearningConfig]] = {
     PeftType.PROMPT_TUNING.value: PromptTuningConfig,
 }
 # Keys PEFT 0.21 writes that minipeft has no use for; written as PEFT writes them, so files match.
-PEFT_ONLY_KEYS: dict[str, Any] = {"auto_mapping": None, "revision": None, "modules_to_save": None}
+PEFT_ONLY_KEYS: dict[str, Any] = {"auto_mapping": None, "revision": None}
 
 
 def config_to_json(config: PromptLearningConfig) -> dict[str, Any]:
@@ -110,6 +113,7 @@ def save_adapter(
     prompt_embeddings: torch.Tensor,
     encoder_state: dict[str, torch.Tensor] | None,
     model_card: str,
+    modules_to_save_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write an adapter folder (see the module docstring); the earlier content survives a failure.
 
@@ -119,6 +123,8 @@ def save_adapter(
         prompt_embeddings: ``(num_virtual_tokens, width)``, the table the model uses.
         encoder_state: The trainable state of a reparameterised prefix, or ``None``.
         model_card: The README's text.
+        modules_to_save_state: Tensors stored beside ``prompt_embeddings`` under their own keys
+            (PEFT's ``base_model.<module path>.<name>``, e.g. a classification head), in their dtype.
     """
     folder = Path(save_directory)
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,6 +133,7 @@ def save_adapter(
     values = config_to_json(config)
     values["inference_mode"] = True
     tensors = {"prompt_embeddings": prompt_embeddings.detach().to("cpu", torch.float32).contiguous()}
+    tensors.update({k: v.detach().to("cpu").contiguous() for k, v in (modules_to_save_state or {}).items()})
     writes = [
         (WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt", "minipeft_version": __version__})),
         (CONFIG_NAME, lambda p: p.write_text(json.dumps(values, indent=2) + "\n")),
@@ -161,8 +168,10 @@ def load_adapter_weights(folder: str | os.PathLike, allow_pickle: bool = False) 
     """Read ``prompt_embeddings`` (and ``prefix_encoder.safetensors`` when present) from an adapter folder.
 
     Returns:
-        ``{"prompt_embeddings": tensor}``, plus ``{"encoder." + name: tensor}`` entries for the
-        trainable state of a reparameterised prefix when the folder has one.
+        ``{"prompt_embeddings": tensor}``, the other tensors of ``adapter_model.safetensors`` under
+        their keys (a ``SEQ_CLS`` adapter's head: ``base_model.classifier.weight``, ...), plus
+        ``{"encoder." + name: tensor}`` entries for the trainable state of a reparameterised prefix
+        when the folder has one.
 
     Raises:
         FileNotFoundError: no weights file.
@@ -200,6 +209,15 @@ def model_card(config: PromptLearningConfig, trainable: int, table_numel: int) -
     from . import __version__
 
     base = config.base_model_name_or_path or ""
+    classifier = config.task_type is TaskType.SEQ_CLS
+    auto_class = "AutoModelForSequenceClassification" if classifier else "AutoModelForCausalLM"
+    pipeline_tag, what = (
+        ("text-classification", "a sequence classifier")
+        if classifier
+        else ("text-generation", "a causal language model")
+    )
+    stored = "`prompt_embeddings` and the classification head" if classifier else "`prompt_embeddings`"
+    num_labels = ", num_labels=..." if classifier else ""  # the head's size, as in training
     method = {
         PeftType.PREFIX_TUNING: "Prefix Tuning" if getattr(config, "prefix_projection", False) else "P-Tuning v2",
         PeftType.PROMPT_TUNING: "Prompt Tuning",
@@ -207,23 +225,23 @@ def model_card(config: PromptLearningConfig, trainable: int, table_numel: int) -
     return f"""---
 base_model: {base}
 library_name: peft
-pipeline_tag: text-generation
+pipeline_tag: {pipeline_tag}
 tags:
 - minipeft
 - {config.peft_type.value.lower().replace("_", "-")}
 ---
 
-# {method} adapter for {base or "a causal language model"}
+# {method} adapter for {base or what}
 
 - Method: {method} ({config.peft_type.value}), {config.num_virtual_tokens} virtual tokens, task {config.task_type.value}.
-- Trainable parameters during training: {trainable:,}; stored here: {table_numel:,} (`prompt_embeddings`).
+- Trainable parameters during training: {trainable:,}; stored here: {table_numel:,} ({stored}).
 - Written by minipeft {__version__} in PEFT's format: loads with minipeft or with PEFT.
 
 ```python
-from transformers import AutoModelForCausalLM
+from transformers import {auto_class}
 from minipeft import PeftModel          # or: from peft import PeftModel
 
-base = AutoModelForCausalLM.from_pretrained("{base}")
+base = {auto_class}.from_pretrained("{base}"{num_labels})
 model = PeftModel.from_pretrained(base, "path/to/this/folder")
 ```
 """

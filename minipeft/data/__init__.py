@@ -32,7 +32,7 @@ def load_complaints(split: str) -> list[dict[str, Any]]:
 
 
 def format_prompt(text: str) -> str:
-    """``Tweet text : {text} Label : ``, the prompt format of PEFT's prefix-tuning tutorial."""
+    """The prompt ``"Tweet text : {text} Label : "`` of PEFT's prefix-tuning tutorial (it ends with a space)."""
     return f"Tweet text : {text} Label : "
 
 

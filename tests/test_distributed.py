@@ -18,7 +18,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from minipeft import PrefixTuningConfig, get_peft_model, position_ids_kwargs
 
-REPO = Path(__file__).resolve().parent.parent
+# the checkout (scripts/test_installed.sh runs a copy of tests/ elsewhere and says where the checkout is)
+REPO = Path(os.environ.get("MINIPEFT_REPO") or Path(__file__).resolve().parent.parent)
 SCRIPT = REPO / "examples" / "train_accelerate.py"
 
 

@@ -23,38 +23,53 @@ from .injection import (
     prefix_to_past_key_values,
 )
 from .models import (
+    EMBEDDED_ENCODER,
     EMBEDDED_MODEL,
+    ENCODER_HUB_ID,
     HUB_MODEL_ID,
     convert_embedded_model,
     default_cache_dir,
+    embedded_encoder_path,
     embedded_gguf_path,
     load_base_model,
+    load_encoder_classifier,
 )
 from .peft_model import PeftModel, PeftModelForCausalLM, get_peft_model
 from .prompt_tuning import PromptEmbedding, PromptTuningConfig, PromptTuningInit
+from .seq2seq import PeftModelForSeq2SeqLM, PrefixSlots, peft_decoder_layer_slots, prefix_slots
 from .seq_cls import ModulesToSaveWrapper, PeftModelForSequenceClassification
 from .training import (
     TrainingHistory,
     accuracy,
+    classification_loss,
+    classifier_batch,
     collate,
     evaluate_loss,
     label_loss,
     parse_label,
+    predict_classes,
     predict_labels,
     predict_labels_by_likelihood,
     train,
+    train_classifier,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EMBEDDED_ENCODER",
     "EMBEDDED_MODEL",
+    "ENCODER_HUB_ID",
     "LABELS",
     "HUB_MODEL_ID",
     "ModulesToSaveWrapper",
     "PeftConfig",
     "PeftModel",
     "PeftModelForCausalLM",
+    "PeftModelForSeq2SeqLM",
+    "PrefixSlots",
+    "peft_decoder_layer_slots",
+    "prefix_slots",
     "PeftModelForSequenceClassification",
     "PeftType",
     "PrefixEncoder",
@@ -67,6 +82,8 @@ __all__ = [
     "TaskType",
     "TrainingHistory",
     "accuracy",
+    "classification_loss",
+    "classifier_batch",
     "collate",
     "evaluate_loss",
     "format_prompt",
@@ -75,15 +92,19 @@ __all__ = [
     "load_raft_twitter_complaints",
     "parse_label",
     "predict_labels",
+    "predict_classes",
     "predict_labels_by_likelihood",
     "train",
+    "train_classifier",
     "build_prefix_cache",
     "convert_embedded_model",
     "default_cache_dir",
+    "embedded_encoder_path",
     "embedded_gguf_path",
     "extend_attention_mask",
     "get_peft_model",
     "load_base_model",
+    "load_encoder_classifier",
     "nearest_tokens",
     "past_key_values_to_prefix",
     "position_ids_from_attention_mask",

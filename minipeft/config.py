@@ -40,7 +40,7 @@ class PeftType(str, enum.Enum):
 
 
 #: Task types that minipeft implements today (for some method; each config class lists its own in ``TASK_TYPES``).
-SUPPORTED_TASK_TYPES = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS)
+SUPPORTED_TASK_TYPES = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS, TaskType.SEQ_2_SEQ_LM)
 
 
 @dataclass
@@ -49,13 +49,14 @@ class PromptLearningConfig:
 
     Args:
         task_type: What the base model does; the config class's ``TASK_TYPES`` are implemented
-            (``CAUSAL_LM``; and ``SEQ_CLS`` for a prefix).
+            (``CAUSAL_LM``; and ``SEQ_CLS`` for a prefix or a soft prompt).
         num_virtual_tokens: Number of virtual tokens, i.e. the length of the soft prompt or prefix.
         token_dim: Width of one virtual token's vector; filled from the base model's config.
         num_layers: Number of transformer layers; filled from the base model's config.
         num_attention_heads: Number of attention heads; filled from the base model's config.
         inference_mode: ``True`` freezes the adapter (it is loaded to be used, not trained).
-        num_transformer_submodules: 1 for decoder-only models (PEFT uses 2 for encoder-decoders).
+        num_transformer_submodules: 1 for decoder-only and encoder-only models, 2 for
+            ``SEQ_2_SEQ_LM`` (encoder-decoders); filled from ``task_type`` when ``None``, as PEFT does.
         base_model_name_or_path: Where the base model came from; informational.
         modules_to_save: Names of base-model modules trained in full next to the virtual tokens and
             saved with them (PEFT's field): a module matches when its name ends with one of them.
@@ -112,12 +113,15 @@ class PromptLearningConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name}.{field} must be a positive integer, got {value!r}.")
+        # PEFT's PeftModel._setup_prompt_encoder: 2 for an encoder-decoder, 1 otherwise
+        submodules = 2 if self.task_type is TaskType.SEQ_2_SEQ_LM else 1
         if self.num_transformer_submodules is None:
-            self.num_transformer_submodules = 1
-        if self.num_transformer_submodules != 1:
+            self.num_transformer_submodules = submodules
+        if self.num_transformer_submodules != submodules:
+            kind = "an encoder-decoder" if submodules == 2 else "a decoder-only or encoder-only model"
             raise ValueError(
-                f"{name}.num_transformer_submodules must be 1 (a decoder-only or encoder-only model), "
-                f"got {self.num_transformer_submodules!r}."
+                f"{name}.num_transformer_submodules must be {submodules} for task_type={self.task_type.value!r} "
+                f"({kind}), got {self.num_transformer_submodules!r}."
             )
 
     def _check_modules_to_save(self) -> None:
@@ -228,15 +232,24 @@ class PrefixTuningConfig(PromptLearningConfig):
     ``num_attention_heads``) are filled from the model's config by :func:`minipeft.get_peft_model`
     when left as ``None``.
 
+    The prefix table (the encoder's output, the saved ``prompt_embeddings``) is
+    ``(num_virtual_tokens, 2 * num_prefix_layers * token_dim)``: ``num_prefix_layers`` is
+    ``num_layers``, except with ``prefix_encoder_and_cross_attention=True``, where it is
+    ``num_layers + 2 * num_decoder_layers`` (see :class:`~minipeft.PeftModelForSeq2SeqLM`).
+
     Args:
         task_type: What the base model does: ``TaskType.CAUSAL_LM`` (a decoder's prefix, Li & Liang
-            2021) or ``TaskType.SEQ_CLS`` (P-Tuning v2's classifier: a prefix at every layer of an
-            encoder such as BERT plus a trained classification head, Liu et al. 2022 section 3).
+            2021), ``TaskType.SEQ_CLS`` (P-Tuning v2's classifier: a prefix at every layer of an
+            encoder such as BERT plus a trained classification head, Liu et al. 2022 section 3) or
+            ``TaskType.SEQ_2_SEQ_LM`` (an encoder-decoder such as T5 or BART; by default PEFT's
+            decoder-only prefix, see :class:`~minipeft.PeftModelForSeq2SeqLM`).
         num_virtual_tokens: Length of the prefix, in tokens (Li & Liang: "prefix length").
         token_dim: Width of one layer's keys (or values) for one virtual token:
             ``head_dim * num_key_value_heads``. For a multi-head model that is ``hidden_size``; for
             grouped-query attention it is smaller (SmolLM2-135M: ``64 * 3 = 192``, not 576).
-        num_layers: Number of attention layers that receive a prefix.
+        num_layers: Number of attention layers that receive a prefix. For an encoder-decoder it is,
+            as PEFT fills it, the model's ``num_hidden_layers``: the *encoder's* layer count (T5
+            ``num_layers``, BART ``encoder_layers``), although PEFT prefixes only the decoder.
         num_attention_heads: Number of heads of the prefix's keys and values, i.e. the model's
             ``num_key_value_heads`` (PEFT stores the key/value head count in this field).
         encoder_hidden_size: Hidden width of the reparameterisation MLP (``prefix_projection=True``);
@@ -246,28 +259,66 @@ class PrefixTuningConfig(PromptLearningConfig):
             passed through Linear-Tanh-Linear (Prefix Tuning's reparameterisation, Li & Liang 2021
             section 4.3).
         inference_mode: ``True`` freezes the prefix and drops the MLP (the prefix is a fixed table).
-        num_transformer_submodules: 1 for decoder-only and encoder-only models (PEFT uses 2 for
-            encoder-decoders).
+        num_transformer_submodules: 1 for decoder-only and encoder-only models, 2 for
+            ``SEQ_2_SEQ_LM`` (PEFT's values; filled from ``task_type`` when ``None``).
         base_model_name_or_path: Where the base model came from; informational.
         modules_to_save: ``SEQ_CLS`` only: extra modules trained and saved with the prefix; the
             classification head (``["classifier", "score"]``) is added, as PEFT does.
+        prefix_encoder_and_cross_attention: ``SEQ_2_SEQ_LM`` only; not a PEFT field. ``False``
+            (default, PEFT-compatible): only the decoder's self-attention gets a prefix, with PEFT
+            0.21's layer mapping. ``True``: Li & Liang's encoder-decoder prefix (2021, section 4.1,
+            "z = [PREFIX; x; PREFIX'; y]" for BART): every encoder layer's self-attention, every
+            decoder layer's self-attention and every decoder layer's cross-attention gets its own
+            key/value rows of the table, which is then ``(num_virtual_tokens, 2 * (num_layers + 2 *
+            num_decoder_layers) * token_dim)``. Such an adapter is minipeft's only: PEFT cannot load it.
+        num_decoder_layers: The decoder's layer count (T5 ``num_decoder_layers``, BART
+            ``decoder_layers``); filled from the model only when
+            ``prefix_encoder_and_cross_attention=True`` (the table's width depends on it) and
+            ``None`` otherwise. Not a PEFT field.
 
     Raises:
         ValueError: ``num_virtual_tokens`` missing or not a positive integer; a task type that is not
             implemented; a non-positive shape field; ``token_dim`` not divisible by
             ``num_attention_heads``; a field that cannot be filled from the model's config (see
-            :meth:`fill_from_model_config`).
+            :meth:`fill_from_model_config`); ``prefix_encoder_and_cross_attention`` for another task
+            than ``SEQ_2_SEQ_LM``, or ``num_decoder_layers`` without it.
     """
 
     encoder_hidden_size: int | None = None
     prefix_projection: bool = False
+    prefix_encoder_and_cross_attention: bool = False
+    num_decoder_layers: int | None = None
 
     PEFT_TYPE: ClassVar[PeftType] = PeftType.PREFIX_TUNING
-    TASK_TYPES: ClassVar[tuple[TaskType, ...]] = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS)
-    _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = PromptLearningConfig._SHAPE_FIELDS + ("encoder_hidden_size",)
+    TASK_TYPES: ClassVar[tuple[TaskType, ...]] = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS, TaskType.SEQ_2_SEQ_LM)
+    _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = PromptLearningConfig._SHAPE_FIELDS + (
+        "encoder_hidden_size",
+        "num_decoder_layers",
+    )
+    #: minipeft's own fields, left out of ``to_dict`` (and so of ``adapter_config.json``) at these
+    #: values, so that a PEFT-compatible adapter's file has PEFT's keys only.
+    _MINIPEFT_ONLY_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "prefix_encoder_and_cross_attention": False,
+        "num_decoder_layers": None,
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not isinstance(self.prefix_encoder_and_cross_attention, bool):
+            raise ValueError(
+                "PrefixTuningConfig.prefix_encoder_and_cross_attention must be True or False, "
+                f"got {self.prefix_encoder_and_cross_attention!r}."
+            )
+        if self.prefix_encoder_and_cross_attention and self.task_type is not TaskType.SEQ_2_SEQ_LM:
+            raise ValueError(
+                "PrefixTuningConfig.prefix_encoder_and_cross_attention=True is for encoder-decoders "
+                f"(task_type='SEQ_2_SEQ_LM'), not task_type={self.task_type.value!r}."
+            )
+        if self.num_decoder_layers is not None and not self.prefix_encoder_and_cross_attention:
+            raise ValueError(
+                f"PrefixTuningConfig.num_decoder_layers={self.num_decoder_layers} is used only with "
+                "prefix_encoder_and_cross_attention=True (PEFT's seq2seq prefix is sized by num_layers alone)."
+            )
         if self.token_dim is not None and self.num_attention_heads is not None:
             if self.token_dim % self.num_attention_heads:
                 raise ValueError(
@@ -286,6 +337,33 @@ class PrefixTuningConfig(PromptLearningConfig):
             )
         return self.token_dim // self.num_attention_heads
 
+    @property
+    def num_prefix_layers(self) -> int:
+        """How many attention layers' keys and values the table holds, side by side.
+
+        ``num_layers``; with ``prefix_encoder_and_cross_attention=True``, ``num_layers +
+        2 * num_decoder_layers`` (encoder self-attention, decoder self-attention, cross-attention).
+
+        Raises:
+            ValueError: ``num_layers`` (or ``num_decoder_layers``) is not filled in yet.
+        """
+        if self.num_layers is None or (self.prefix_encoder_and_cross_attention and self.num_decoder_layers is None):
+            raise ValueError(
+                "PrefixTuningConfig.num_prefix_layers needs num_layers (and num_decoder_layers with "
+                "prefix_encoder_and_cross_attention=True); call fill_from_model_config first."
+            )
+        if self.prefix_encoder_and_cross_attention:
+            return self.num_layers + 2 * self.num_decoder_layers
+        return self.num_layers
+
+    def to_dict(self) -> dict[str, Any]:
+        """PEFT's keys, plus minipeft's own fields where they differ from their PEFT-compatible default."""
+        out = super().to_dict()
+        for field, default in self._MINIPEFT_ONLY_DEFAULTS.items():
+            if out[field] == default:
+                del out[field]
+        return out
+
     def fill_from_model_config(self, model_config: Any) -> PrefixTuningConfig:
         """Fill ``num_layers``, ``token_dim``, ``num_attention_heads`` and ``encoder_hidden_size``.
 
@@ -298,6 +376,9 @@ class PrefixTuningConfig(PromptLearningConfig):
         Fields already set are checked, not overwritten: a ``token_dim`` or head count that does not
         fit the model raises a ``ValueError`` naming both shapes.
 
+        For an encoder-decoder, ``num_layers`` is the encoder's layer count (PEFT's value); with
+        ``prefix_encoder_and_cross_attention=True``, ``num_decoder_layers`` is filled too.
+
         Args:
             model_config: A transformers ``PretrainedConfig`` (or any object with its attributes).
 
@@ -309,12 +390,14 @@ class PrefixTuningConfig(PromptLearningConfig):
                 set by hand disagrees with the model.
         """
         shape = _model_shape(model_config)
-        self._set_or_check(
-            shape,
-            num_layers=shape["num_hidden_layers"],
-            num_attention_heads=shape["num_key_value_heads"],
-            token_dim=shape["head_dim"] * shape["num_key_value_heads"],
-        )
+        expected = {
+            "num_layers": shape["num_hidden_layers"],
+            "num_attention_heads": shape["num_key_value_heads"],
+            "token_dim": shape["head_dim"] * shape["num_key_value_heads"],
+        }
+        if self.prefix_encoder_and_cross_attention:
+            expected["num_decoder_layers"] = _decoder_layer_count(model_config)
+        self._set_or_check(shape, **expected)
         if self.encoder_hidden_size is None:
             self.encoder_hidden_size = self.token_dim
         return self
@@ -368,6 +451,13 @@ def _model_shape(model_config: Any) -> dict[str, int]:
         "num_key_value_heads": getattr(model_config, "num_key_value_heads", None) or num_heads,
         "head_dim": head_dim,
     }
+
+
+def _decoder_layer_count(model_config: Any) -> int:
+    """The decoder's layer count of an encoder-decoder config (T5 ``num_decoder_layers``, BART
+    ``decoder_layers``); the model's layer count when the config names no separate decoder depth."""
+    count = _first_attr(model_config, "num_decoder_layers", "decoder_layers")
+    return count if count is not None else _model_shape(model_config)["num_hidden_layers"]
 
 
 def _first_attr(config: Any, *names: str) -> int | None:

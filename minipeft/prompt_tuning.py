@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .config import PeftType, PromptLearningConfig
+from .config import PeftType, PromptLearningConfig, TaskType
 
 
 class PromptTuningInit(str, enum.Enum):
@@ -41,7 +41,9 @@ class PromptTuningInit(str, enum.Enum):
 class PromptTuningConfig(PromptLearningConfig):
     """Configuration of a soft prompt (prompt tuning), PEFT's field names.
 
-    It takes the fields of :class:`~minipeft.PromptLearningConfig` too.
+    It takes the fields of :class:`~minipeft.PromptLearningConfig` too. ``task_type`` is
+    ``CAUSAL_LM`` or ``SEQ_CLS`` (a soft prompt in front of a classifier's input, with a trained head:
+    see :class:`~minipeft.PeftModelForSequenceClassification`).
 
     Args:
         prompt_tuning_init: A :class:`PromptTuningInit` (or its string value).
@@ -62,6 +64,7 @@ class PromptTuningConfig(PromptLearningConfig):
     tokenizer_kwargs: dict[str, Any] | None = None
 
     PEFT_TYPE: ClassVar[PeftType] = PeftType.PROMPT_TUNING
+    TASK_TYPES: ClassVar[tuple[TaskType, ...]] = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS)
 
     def __post_init__(self) -> None:
         super().__post_init__()

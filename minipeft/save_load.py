@@ -210,11 +210,20 @@ def model_card(config: PromptLearningConfig, trainable: int, table_numel: int) -
 
     base = config.base_model_name_or_path or ""
     classifier = config.task_type is TaskType.SEQ_CLS
-    auto_class = "AutoModelForSequenceClassification" if classifier else "AutoModelForCausalLM"
-    pipeline_tag, what = (
-        ("text-classification", "a sequence classifier")
-        if classifier
-        else ("text-generation", "a causal language model")
+    auto_class, pipeline_tag, what = {
+        TaskType.SEQ_CLS: ("AutoModelForSequenceClassification", "text-classification", "a sequence classifier"),
+        TaskType.SEQ_2_SEQ_LM: ("AutoModelForSeq2SeqLM", "text2text-generation", "an encoder-decoder"),
+    }.get(config.task_type, ("AutoModelForCausalLM", "text-generation", "a causal language model"))
+    minipeft_only = getattr(config, "prefix_encoder_and_cross_attention", False)
+    compatibility = (
+        "for minipeft only: its prefix also covers the encoder and the cross-attention (Li & Liang's "
+        "encoder-decoder prefix, `prefix_encoder_and_cross_attention`), which PEFT does not implement, "
+        "so PEFT cannot load it"
+        if minipeft_only
+        else "in PEFT's format: loads with minipeft or with PEFT"
+    )
+    import_line = "from minipeft import PeftModel" + (
+        "" if minipeft_only else "          # or: from peft import PeftModel"
     )
     stored = "`prompt_embeddings` and the classification head" if classifier else "`prompt_embeddings`"
     num_labels = ", num_labels=..." if classifier else ""  # the head's size, as in training
@@ -224,7 +233,7 @@ def model_card(config: PromptLearningConfig, trainable: int, table_numel: int) -
     }[config.peft_type]
     return f"""---
 base_model: {base}
-library_name: peft
+library_name: {"minipeft" if minipeft_only else "peft"}
 pipeline_tag: {pipeline_tag}
 tags:
 - minipeft
@@ -235,11 +244,11 @@ tags:
 
 - Method: {method} ({config.peft_type.value}), {config.num_virtual_tokens} virtual tokens, task {config.task_type.value}.
 - Trainable parameters during training: {trainable:,}; stored here: {table_numel:,} ({stored}).
-- Written by minipeft {__version__} in PEFT's format: loads with minipeft or with PEFT.
+- Written by minipeft {__version__} {compatibility}.
 
 ```python
 from transformers import {auto_class}
-from minipeft import PeftModel          # or: from peft import PeftModel
+{import_line}
 
 base = {auto_class}.from_pretrained("{base}"{num_labels})
 model = PeftModel.from_pretrained(base, "path/to/this/folder")

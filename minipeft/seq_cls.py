@@ -26,9 +26,18 @@ replaced by a :class:`ModulesToSaveWrapper`, which keeps the original frozen and
 copy is saved under the original's name (``base_model.classifier.weight``, ...), so the adapter
 file is PEFT's.
 
+The comparison point, input-only prompt tuning (a ``PromptTuningConfig`` with ``task_type=SEQ_CLS``,
+Lester et al. 2021; the "shallow" prompt P-Tuning v2 improves on), uses the same head: the soft prompt
+``(num_virtual_tokens, hidden_size)`` is prepended to the embedded input tokens, so it goes through
+BERT's embedding LayerNorm and every layer like words; the attention mask grows by
+``num_virtual_tokens`` ones on the left, ``token_type_ids`` by zeros (segment A), and the positions
+count over prompt and input together (``[CLS]`` is at position ``num_virtual_tokens``), as PEFT does.
+
 Follows PEFT ``src/peft/peft_model.py`` (``PeftModelForSequenceClassification``),
 ``src/peft/utils/other.py`` (``ModulesToSaveWrapper``, ``_set_trainable``) and
 ``src/peft/utils/save_and_load.py`` (``get_peft_model_state_dict``, ``set_peft_model_state_dict``).
+
+Explained in: book/09_ptuning_v2_for_classification.ipynb
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from torch import nn
 from .config import PeftType, PromptLearningConfig, TaskType
 from .injection import extend_attention_mask
 from .peft_model import PeftModel, _refuse_checkpointing
+from .prompt_tuning import PromptTuningConfig
 
 #: The head names PEFT adds to ``modules_to_save`` for ``SEQ_CLS`` (BERT-likes: ``classifier``; decoders: ``score``).
 CLASSIFIER_MODULE_NAMES = ("classifier", "score")
@@ -228,23 +238,27 @@ class PeftModelForSequenceClassification(PeftModel):
     ``get_peft_model(model, PrefixTuningConfig(task_type="SEQ_CLS", ...))`` returns one. The base
     model is frozen; the prefix (at every layer) and a copy of the classification head train; see
     the module docstring for how the prefix reaches the model and how the head is wrapped and saved.
+    With a ``PromptTuningConfig(task_type="SEQ_CLS", ...)`` the soft prompt goes before the input
+    embeddings instead (input-only prompt tuning, the comparison point), with the same head.
 
     Args:
         model: A transformers ``*ForSequenceClassification`` (BERT, RoBERTa, ... with ``classifier``;
             decoders with ``score``); its head modules are replaced by :class:`ModulesToSaveWrapper`.
-        peft_config: A filled :class:`~minipeft.PrefixTuningConfig` with ``task_type=SEQ_CLS``;
+        peft_config: A filled :class:`~minipeft.PrefixTuningConfig` or
+            :class:`~minipeft.PromptTuningConfig` with ``task_type=SEQ_CLS``;
             ``["classifier", "score"]`` are added to its ``modules_to_save``, as PEFT does.
         adapter_name: PEFT's adapter name.
         prompt_encoder: A prefix encoder built by ``from_pretrained``.
-        trained_modules: ``{module path: trained copy}`` from :func:`_trained_copies` (``from_pretrained``);
+        trained_modules: ``{module path: trained copy}`` from ``_trained_copies`` (``from_pretrained``);
             fresh copies when ``None``.
 
     Attributes:
         cls_layer_name: The base model's child holding the head (PEFT's attribute), e.g. ``"classifier"``.
 
     Raises:
-        ValueError: not a prefix config; no module matches ``modules_to_save`` (see :func:`_trained_copies`).
-        TypeError: the model cannot take a cache (see :func:`_cache_kwarg`).
+        ValueError: not a prefix or prompt-tuning config; no module matches ``modules_to_save`` (see
+            ``_trained_copies``).
+        TypeError: a prefix for a model that cannot take a cache (see ``_cache_kwarg``).
     """
 
     def __init__(
@@ -255,16 +269,19 @@ class PeftModelForSequenceClassification(PeftModel):
         prompt_encoder: nn.Module | None = None,
         trained_modules: dict[str, nn.Module] | None = None,
     ) -> None:
-        if peft_config.peft_type is not PeftType.PREFIX_TUNING or peft_config.task_type is not TaskType.SEQ_CLS:
+        if peft_config.peft_type not in (PeftType.PREFIX_TUNING, PeftType.PROMPT_TUNING) or (
+            peft_config.task_type is not TaskType.SEQ_CLS
+        ):
             raise ValueError(
-                "PeftModelForSequenceClassification implements prefix tuning with task_type='SEQ_CLS', got "
+                "PeftModelForSequenceClassification implements prefix and prompt tuning with task_type='SEQ_CLS', got "
                 f"peft_type={peft_config.peft_type.value!r}, task_type={TaskType(peft_config.task_type).value!r}."
             )
         # everything that can fail runs before the base model is frozen or wrapped
         _with_classifier_names(peft_config)
         if trained_modules is None:
             trained_modules = _trained_copies(model, peft_config)
-        cache_kwarg = _cache_kwarg(model)
+        prefix = peft_config.peft_type is PeftType.PREFIX_TUNING
+        cache_kwarg = _cache_kwarg(model) if prefix else None  # a soft prompt needs inputs_embeds only
         super().__init__(model, peft_config, adapter_name, prompt_encoder=prompt_encoder)
         self._cache_kwarg = cache_kwarg
         for path, trained in trained_modules.items():
@@ -287,7 +304,7 @@ class PeftModelForSequenceClassification(PeftModel):
         position_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Classify with the prefix injected as the model's ``past_key_values``.
+        """Classify with the prefix injected as the model's ``past_key_values`` (or the soft prompt in front).
 
         Args:
             input_ids: ``(batch, seq_len)`` token ids (or pass ``inputs_embeds``).
@@ -297,9 +314,13 @@ class PeftModelForSequenceClassification(PeftModel):
             labels: ``(batch,)`` class indices (or ``(batch, num_labels)`` floats for multi-label,
                 ``(batch,)`` floats for regression): the base model's loss.
             token_type_ids: ``(batch, seq_len)`` segment ids, passed unchanged (the prefix adds no
-                input positions).
-            position_ids: ``(batch, seq_len)`` counted from 0; shifted by ``num_virtual_tokens`` as
-                PEFT does. When ``None``, the model counts from the cache length, which is the same.
+                input positions); a soft prompt gets segment 0 in front, as in PEFT.
+            position_ids: ``(batch, seq_len)`` counted from 0 (BERT; RoBERTa from ``padding_idx + 1``);
+                shifted by ``num_virtual_tokens`` as PEFT does. When ``None``, the model counts from
+                the cache length, which is the same. A soft prompt takes the row's first
+                ``num_virtual_tokens`` positions and the input the ones after: what the model
+                computes itself when ``position_ids`` is ``None`` (PEFT drops ``position_ids`` for
+                prompt tuning, with a warning, and gets the same).
             **kwargs: Passed to the base model (``output_attentions``, ``output_hidden_states``, ...).
 
         Returns:
@@ -311,6 +332,10 @@ class PeftModelForSequenceClassification(PeftModel):
             RuntimeError: the base model did not use the prefix (it dropped the cache).
         """
         num_virtual = self.active_peft_config.num_virtual_tokens
+        if isinstance(self.active_peft_config, PromptTuningConfig):
+            return self._soft_prompt_forward(
+                input_ids, attention_mask, inputs_embeds, labels, token_type_ids, position_ids, **kwargs
+            )
         if self.training:
             _refuse_checkpointing(self.base_model)
         if input_ids is None and inputs_embeds is None:
@@ -336,6 +361,34 @@ class PeftModelForSequenceClassification(PeftModel):
                 f"{self._cache_kwarg} passed to it."
             )
         return output
+
+    def _soft_prompt_forward(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        **kwargs: Any,
+    ) -> Any:
+        """Prompt tuning: the soft prompt as the first ``num_virtual_tokens`` inputs (see :meth:`forward`)."""
+        if input_ids is None and inputs_embeds is None:
+            raise ValueError("forward needs input_ids (batch, seq_len) or inputs_embeds (batch, seq_len, hidden_size).")
+        num_virtual = self.active_peft_config.num_virtual_tokens
+        if inputs_embeds is None:
+            inputs_embeds = self.base_model.get_input_embeddings()(input_ids)  # (B, T, hidden)
+        batch_size = inputs_embeds.shape[0]
+        prompt = self.get_prompt(batch_size).to(inputs_embeds.dtype)  # (B, P, hidden)
+        inputs_embeds = torch.cat([prompt, inputs_embeds], dim=1)  # (B, P + T, hidden)
+        if attention_mask is not None:
+            kwargs["attention_mask"] = extend_attention_mask(attention_mask, num_virtual)  # (B, P + T)
+        if token_type_ids is not None:  # the prompt is segment 0 (A)
+            kwargs["token_type_ids"] = torch.cat([token_type_ids.new_zeros(batch_size, num_virtual), token_type_ids], 1)
+        if position_ids is not None:  # the prompt takes the row's first P positions, the input the next T
+            virtual = position_ids[:, :1] + torch.arange(num_virtual, device=position_ids.device)  # (B, P)
+            kwargs["position_ids"] = torch.cat([virtual, position_ids + num_virtual], dim=1)  # (B, P + T)
+        return self.base_model(inputs_embeds=inputs_embeds, labels=labels, **kwargs)
 
     def _modules_to_save_state(self) -> dict[str, torch.Tensor]:
         """The trained copies' tensors under PEFT's saved keys, ``base_model.<module path>.<name>``."""

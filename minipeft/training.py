@@ -9,14 +9,19 @@ a batch costs more than the rest of the model's forward pass. The loss needs log
 few positions (the label), so :func:`label_loss` asks transformers for just those
 (``logits_to_keep``) and left-pads batches so that every row's label sits at the end.
 
-Explained in: book/07_training_a_prefix.ipynb
+A sequence classifier (``TaskType.SEQ_CLS``, P-Tuning v2 as its paper uses it) needs no prompt
+format: :func:`classifier_batch` tokenizes the bare posts (right-padded, BERT's way) with the labels
+as class indices, :func:`classification_loss` is the model's cross-entropy over its head's logits,
+and :func:`train_classifier` is :func:`train` with that loss.
+
+Explained in: book/07_training_a_prefix.ipynb; classifiers in book/09_ptuning_v2_for_classification.ipynb
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,15 +99,30 @@ def label_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     )
 
 
+#: ``batch_loss(model, tokenizer, examples)``: the mean loss of a batch of examples (a 0-d tensor).
+BatchLoss = Callable[[Any, Any, Sequence[dict[str, Any]]], torch.Tensor]
+
+
+def _causal_lm_loss(model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]]) -> torch.Tensor:
+    return label_loss(model, collate(tokenizer, examples))
+
+
 @torch.no_grad()
-def evaluate_loss(model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], batch_size: int = 16) -> float:
-    """Mean label loss over ``examples`` (weighted by batch size)."""
+def evaluate_loss(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[dict[str, Any]],
+    batch_size: int = 16,
+    batch_loss: BatchLoss | None = None,
+) -> float:
+    """Mean loss over ``examples`` (weighted by batch size): the label loss, or ``batch_loss``'s."""
+    batch_loss = batch_loss or _causal_lm_loss
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        total += label_loss(model, collate(tokenizer, chunk)).item() * len(chunk)
+        total += batch_loss(model, tokenizer, chunk).item() * len(chunk)
         count += len(chunk)
     model.train(was_training)
     return total / count
@@ -120,6 +140,7 @@ def train(
     eval_examples: Sequence[dict[str, Any]] | None = None,
     eval_every: int | None = None,
     progress: bool = True,
+    batch_loss: BatchLoss | None = None,
 ) -> TrainingHistory:
     """Train the trainable parameters of ``model`` (the prefix) with AdamW and a linear decay.
 
@@ -138,6 +159,9 @@ def train(
         eval_examples: If given, the validation loss is measured every ``eval_every`` steps and at the end.
         eval_every: Steps between validation measurements (default: ``steps // 5``).
         progress: Show a progress bar.
+        batch_loss: ``batch_loss(model, tokenizer, examples)``, the loss to minimise; ``None``: the
+            causal language model's label loss (:func:`label_loss` on a :func:`collate` batch).
+            :func:`train_classifier` passes :func:`classification_loss`.
 
     Returns:
         A :class:`TrainingHistory`. The model is left in eval mode.
@@ -152,6 +176,7 @@ def train(
         raise ValueError("train needs at least one training example.")
     from transformers import get_linear_schedule_with_warmup
 
+    batch_loss = batch_loss or _causal_lm_loss
     torch.manual_seed(seed)
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
@@ -168,7 +193,7 @@ def train(
             rng.shuffle(epoch)
             order += epoch
         batch_ids, order = order[:batch_size], order[batch_size:]
-        loss = label_loss(model, collate(tokenizer, [train_examples[i] for i in batch_ids]))
+        loss = batch_loss(model, tokenizer, [train_examples[i] for i in batch_ids])
         loss.backward()
         optimizer.step()
         schedule.step()
@@ -177,7 +202,7 @@ def train(
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if eval_examples is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
             history.eval_steps.append(step + 1)
-            history.eval_loss.append(evaluate_loss(model, tokenizer, eval_examples))
+            history.eval_loss.append(evaluate_loss(model, tokenizer, eval_examples, batch_loss=batch_loss))
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
@@ -239,3 +264,109 @@ def predict_labels_by_likelihood(
 def accuracy(predictions: Sequence[str], examples: Sequence[dict[str, Any]]) -> float:
     """Share of predictions equal to the examples' labels (anything else counts as wrong)."""
     return sum(p == e["label"] for p, e in zip(predictions, examples, strict=True)) / len(examples)
+
+
+def classifier_batch(
+    tokenizer: Any, examples: Sequence[dict[str, Any]], labels: Sequence[str] = LABELS
+) -> dict[str, torch.Tensor]:
+    """The posts of ``examples`` tokenized for a sequence classifier, with their labels as class indices.
+
+    No prompt format: the text alone, with the tokenizer's special tokens (``[CLS] ... [SEP]`` for
+    BERT), padded on the tokenizer's side (the right for BERT).
+
+    Args:
+        tokenizer: The classifier's tokenizer.
+        examples: Dicts with ``text`` and (for ``labels``) ``label``.
+        labels: The class names in the head's order: ``labels[i]`` is class ``i``.
+
+    Returns:
+        The tokenizer's tensors (``input_ids``, ``attention_mask``, BERT's ``token_type_ids``), each
+        ``(batch, seq_len)``, and ``labels`` ``(batch,)`` when every example has a ``label``.
+
+    Raises:
+        ValueError: an example's label is not one of ``labels``.
+    """
+    batch = dict(tokenizer([e["text"] for e in examples], padding=True, truncation=True, return_tensors="pt"))
+    if all("label" in e for e in examples):
+        unknown = sorted({e["label"] for e in examples} - set(labels))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not among the classes {list(labels)}.")
+        batch["labels"] = torch.tensor([labels.index(e["label"]) for e in examples])  # (B,)
+    return batch
+
+
+def classification_loss(
+    model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], labels: Sequence[str] = LABELS
+) -> torch.Tensor:
+    """Mean cross-entropy of the classifier's logits ``(batch, num_labels)`` against the examples' classes."""
+    batch = classifier_batch(tokenizer, examples, labels)
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits  # (B, num_labels)
+    return torch.nn.functional.cross_entropy(logits, batch["labels"])
+
+
+def train_classifier(
+    model: Any,
+    tokenizer: Any,
+    train_examples: Sequence[dict[str, Any]],
+    *,
+    steps: int,
+    learning_rate: float,
+    batch_size: int = 16,
+    seed: int = 0,
+    labels: Sequence[str] = LABELS,
+    eval_examples: Sequence[dict[str, Any]] | None = None,
+    eval_every: int | None = None,
+    progress: bool = True,
+) -> TrainingHistory:
+    """Train a sequence classifier's trainable parameters: :func:`train` with :func:`classification_loss`.
+
+    Whatever requires a gradient trains: a deep prefix and the head
+    (``get_peft_model(model, PrefixTuningConfig(task_type="SEQ_CLS", ...))``), a soft prompt and the
+    head (``PromptTuningConfig``), the head alone (a linear probe: freeze the rest by hand), or
+    everything (fine-tuning). Same optimizer (AdamW, no weight decay), linear decay to 0 and seeded
+    batch order as :func:`train`; the model is in training mode (dropout on) while it trains.
+
+    Args:
+        model: A ``*ForSequenceClassification`` or a minipeft ``PeftModelForSequenceClassification``.
+        tokenizer: Its tokenizer.
+        train_examples: Dicts with ``text`` and ``label``.
+        steps, learning_rate, batch_size, seed, eval_examples, eval_every, progress: As in :func:`train`.
+        labels: The class names in the head's order.
+
+    Returns:
+        A :class:`TrainingHistory`; ``eval_loss`` is the cross-entropy on ``eval_examples``.
+    """
+
+    def batch_loss(model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]]) -> torch.Tensor:
+        return classification_loss(model, tokenizer, examples, labels)
+
+    return train(
+        model,
+        tokenizer,
+        train_examples,
+        steps=steps,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        seed=seed,
+        eval_examples=eval_examples,
+        eval_every=eval_every,
+        progress=progress,
+        batch_loss=batch_loss,
+    )
+
+
+@torch.no_grad()
+def predict_classes(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[dict[str, Any]],
+    labels: Sequence[str] = LABELS,
+    batch_size: int = 64,
+) -> list[str]:
+    """The class name of the largest logit for each example (compare with :func:`accuracy`); eval mode."""
+    model.eval()
+    predictions: list[str] = []
+    for start in range(0, len(examples), batch_size):
+        batch = classifier_batch(tokenizer, [{"text": e["text"]} for e in examples[start : start + batch_size]])
+        predictions += [labels[i] for i in model(**batch).logits.argmax(-1).tolist()]  # logits: (B, num_labels)
+    return predictions

@@ -33,8 +33,8 @@ def test_shape_fields_must_be_positive(field):
 
 
 def test_unsupported_task_type_is_named():
-    with pytest.raises(ValueError, match="task_type='SEQ_2_SEQ_LM' is not supported"):
-        PrefixTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=4)
+    with pytest.raises(ValueError, match="task_type='TOKEN_CLS' is not supported"):
+        PrefixTuningConfig(task_type=TaskType.TOKEN_CLS, num_virtual_tokens=4)
     with pytest.raises(ValueError, match="task_type='TRANSLATION' is unknown"):
         PrefixTuningConfig(task_type="TRANSLATION", num_virtual_tokens=4)
 

@@ -47,6 +47,7 @@ def test_every_public_module_object_is_exported():
         "models",
         "peft_model",
         "prompt_tuning",
+        "seq2seq",
         "seq_cls",
         "training",
     )

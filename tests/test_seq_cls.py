@@ -419,8 +419,8 @@ def test_config_errors_and_user_config_untouched():
         PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4, modules_to_save=["lm_head"])
     with pytest.raises(ValueError, match="modules_to_save must be a list of module names"):
         seq_cls_config(modules_to_save="classifier")
-    with pytest.raises(ValueError, match="task_type='SEQ_CLS' is not supported"):
-        PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=4)
+    with pytest.raises(ValueError, match="task_type='TOKEN_CLS' is not supported"):
+        PromptTuningConfig(task_type=TaskType.TOKEN_CLS, num_virtual_tokens=4)
     config = seq_cls_config(modules_to_save=["pooler"])
     get_peft_model(base_model("bert"), config)
     assert config.modules_to_save == ["pooler"] and config.num_layers is None

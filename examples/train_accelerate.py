@@ -10,8 +10,8 @@ the prefix's gradients across processes (an all-reduce: NCCL on GPUs, gloo on CP
 process applies the same AdamW update. The prefixes therefore stay identical on every process, which
 ``tests/test_distributed.py`` checks from the tables each process writes with ``--output``.
 
-Only the prefix's 230,400 gradients (20 virtual tokens on SmolLM2-135M) cross between processes:
-the frozen model sends nothing.
+After DDP's one broadcast of rank 0's weights at start-up, only the prefix's 230,400 gradients
+(20 virtual tokens on SmolLM2-135M) cross between processes at each step.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def main() -> None:
     model, tokenizer = load_base_model(args.model) if args.model else load_base_model()
     config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=args.num_virtual_tokens)
     model = get_peft_model(model, config)
+    with torch.no_grad():  # chapter 7's start: a prefix on the scale of the model's own activations
+        torch.nn.init.normal_(model.prompt_encoder["default"].embedding.weight, std=0.02)
     if accelerator.is_main_process:
         model.print_trainable_parameters()
 

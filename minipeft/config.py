@@ -266,7 +266,7 @@ class PrefixTuningConfig(PromptLearningConfig):
             classification head (``["classifier", "score"]``) is added, as PEFT does.
         prefix_encoder_and_cross_attention: ``SEQ_2_SEQ_LM`` only; not a PEFT field. ``False``
             (default, PEFT-compatible): only the decoder's self-attention gets a prefix, with PEFT
-            0.21's layer mapping. ``True``: Li & Liang's encoder-decoder prefix (2021, section 4.1,
+            0.21's layer mapping. ``True``: Li & Liang's encoder-decoder prefix (2021, section 4.2,
             "z = [PREFIX; x; PREFIX'; y]" for BART): every encoder layer's self-attention, every
             decoder layer's self-attention and every decoder layer's cross-attention gets its own
             key/value rows of the table, which is then ``(num_virtual_tokens, 2 * (num_layers + 2 *

@@ -26,7 +26,7 @@ than the encoder fails in PEFT (there are only ``L`` groups); minipeft refuses i
 adapter saved by PEFT is laid out this way, so minipeft follows the same mapping to reproduce its
 outputs exactly.
 
-**Li & Liang's way (``True``, minipeft only).** Li & Liang 2021 (section 4.1) prefix BART's
+**Li & Liang's way (``True``, minipeft only).** Li & Liang 2021 (section 4.2) prefix BART's
 encoder and decoder, ``z = [PREFIX; x; PREFIX'; y]``, and their code also gives the decoder's
 cross-attention its own prefix. Here every attention layer gets its own slot: the table is
 ``(num_virtual_tokens, 2 * (L + 2 * L_dec) * token_dim)`` with ``L_dec = num_decoder_layers``, laid
@@ -41,7 +41,7 @@ appends the encoder's keys and values after it). The ``attention_mask`` grows by
 ``num_virtual_tokens`` ones on the left, which serves the encoder's self-attention and the
 cross-attention alike.
 
-Explained in: the docstrings here (the book's chapters use decoder-only models).
+Explained in: the book's chapter 10, "Encoder-decoder models: where the prefix goes".
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class PeftModelForSeq2SeqLM(PeftModel):
     prefix, decoder layer ``i`` from table slot ``2i mod num_layers`` (PEFT's layout, see the module
     docstring); the encoder and the cross-attention get none. Logits, generated tokens and adapter
     files are PEFT's. With ``prefix_encoder_and_cross_attention=True`` every encoder layer, every
-    decoder layer and every cross-attention gets its own prefix (Li & Liang 2021, section 4.1);
+    decoder layer and every cross-attention gets its own prefix (Li & Liang 2021, section 4.2);
     such an adapter loads in minipeft only.
 
     Args:

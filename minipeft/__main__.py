@@ -1,5 +1,5 @@
 """``python -m minipeft``: prepare the embedded base model (convert the GGUF once) and print its folder."""
 
-from .models import main
+from .book.embedded_models import main
 
 main()

@@ -1,27 +1,46 @@
-"""Configuration of a prefix: how many virtual tokens, and the shapes they must take.
+"""Every adapter configuration, with PEFT's field names, and reading ``adapter_config.json``.
 
 References:
-    - Li & Liang 2021, "Prefix-Tuning: Optimizing Continuous Prompts for Generation", section 4.
-    - Liu et al. 2022, "P-Tuning v2", section 3.
-    - PEFT: ``src/peft/tuners/prefix_tuning/config.py`` (the field names), ``src/peft/config.py``
-      (``PromptLearningConfig``) and ``src/peft/utils/other.py`` (``_prepare_prompt_learning_config``,
-      which fills the missing fields from the base model's config; minipeft's
-      :meth:`PrefixTuningConfig.fill_from_model_config` does the same, grouped-query attention included).
+    - Li & Liang 2021, "Prefix-Tuning", section 4; Liu et al. 2022, "P-Tuning v2", section 3;
+      Lester et al. 2021, "The Power of Scale for Parameter-Efficient Prompt Tuning", section 2.
+    - PEFT: ``src/peft/config.py`` (``PromptLearningConfig``, ``PeftConfig.from_pretrained``),
+      ``src/peft/tuners/{prefix_tuning,prompt_tuning}/config.py`` and ``src/peft/utils/other.py``
+      (``_prepare_prompt_learning_config``, which fills the shape fields from the base model's config).
 
-Explained in: book/01_why_prefix_tuning.ipynb and book/03_prefix_encoder.ipynb
+Explained in: book/03_prefix_encoder.ipynb (shapes), book/05_saving_and_loading.ipynb (the file)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
+
+__all__ = [
+    "PeftConfig",
+    "PeftType",
+    "PrefixTuningConfig",
+    "PromptLearningConfig",
+    "PromptTuningConfig",
+    "PromptTuningInit",
+    "ShapeMismatchError",
+    "TaskType",
+]
+
+CONFIG_NAME = "adapter_config.json"
+# Keys PEFT 0.21 writes that minipeft has no use for; written as PEFT writes them, so files match.
+PEFT_ONLY_KEYS: dict[str, Any] = {"auto_mapping": None, "revision": None}
 
 
 class TaskType(str, enum.Enum):
-    """What the base model does. The string values are PEFT's (``peft.TaskType``)."""
+    """What the base model does. The string values are PEFT's (``peft.TaskType``).
+
+    Explained in: book/01_why_prefix_tuning.ipynb
+    """
 
     SEQ_CLS = "SEQ_CLS"
     SEQ_2_SEQ_LM = "SEQ_2_SEQ_LM"
@@ -32,41 +51,38 @@ class TaskType(str, enum.Enum):
 
 
 class PeftType(str, enum.Enum):
-    """The tuning method. The string values are PEFT's (``peft.PeftType``)."""
+    """The tuning method. The string values are PEFT's (``peft.PeftType``).
+
+    Explained in: book/01_why_prefix_tuning.ipynb
+    """
 
     PROMPT_TUNING = "PROMPT_TUNING"
-    P_TUNING = "P_TUNING"
     PREFIX_TUNING = "PREFIX_TUNING"
-
-
-#: Task types that minipeft implements today (for some method; each config class lists its own in ``TASK_TYPES``).
-SUPPORTED_TASK_TYPES = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS, TaskType.SEQ_2_SEQ_LM)
 
 
 @dataclass
 class PromptLearningConfig:
-    """Fields shared by the prompt-learning methods (PEFT's ``PromptLearningConfig``).
+    """Fields shared by the prompt-learning methods (PEFT's ``PromptLearningConfig``, alias ``PeftConfig``).
 
     Args:
-        task_type: What the base model does; the config class's ``TASK_TYPES`` are implemented
-            (``CAUSAL_LM``; and ``SEQ_CLS`` for a prefix or a soft prompt).
-        num_virtual_tokens: Number of virtual tokens, i.e. the length of the soft prompt or prefix.
+        task_type: What the base model does; each config class implements its ``TASK_TYPES``.
+        num_virtual_tokens: Length of the soft prompt or prefix, in virtual tokens.
         token_dim: Width of one virtual token's vector; filled from the base model's config.
         num_layers: Number of transformer layers; filled from the base model's config.
         num_attention_heads: Number of attention heads; filled from the base model's config.
         inference_mode: ``True`` freezes the adapter (it is loaded to be used, not trained).
-        num_transformer_submodules: 1 for decoder-only and encoder-only models, 2 for
-            ``SEQ_2_SEQ_LM`` (encoder-decoders); filled from ``task_type`` when ``None``, as PEFT does.
+        num_transformer_submodules: 1, or 2 for ``SEQ_2_SEQ_LM``; filled from ``task_type``.
         base_model_name_or_path: Where the base model came from; informational.
-        modules_to_save: Names of base-model modules trained in full next to the virtual tokens and
-            saved with them (PEFT's field): a module matches when its name ends with one of them.
-            ``SEQ_CLS`` adds PEFT's ``["classifier", "score"]``, the classification head (see
-            :class:`~minipeft.PeftModelForSequenceClassification`); ``None`` otherwise.
+        modules_to_save: ``SEQ_CLS`` only: base-model modules trained in full and saved with the
+            adapter (a module matches when its name ends with one of them); PEFT's
+            ``["classifier", "score"]`` are added (:class:`~minipeft.PeftModelForSequenceClassification`).
 
     Raises:
         ValueError: ``num_virtual_tokens`` missing or not a positive integer; a task type that is not
             implemented; a non-positive shape field; ``modules_to_save`` that is not a list of names,
-            or given for ``CAUSAL_LM`` (not implemented there).
+            or given for another task than ``SEQ_CLS``.
+
+    Explained in: book/03_prefix_encoder.ipynb
     """
 
     task_type: TaskType | str | None = TaskType.CAUSAL_LM
@@ -84,6 +100,13 @@ class PromptLearningConfig:
     #: The task types this method implements in minipeft.
     TASK_TYPES: ClassVar[tuple[TaskType, ...]] = (TaskType.CAUSAL_LM,)
     _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = ("num_virtual_tokens", "token_dim", "num_layers", "num_attention_heads")
+    #: ``peft_type`` value -> config class, filled as the subclasses are defined.
+    _CLASSES: ClassVar[dict[str, type[PromptLearningConfig]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "PEFT_TYPE" in vars(cls):
+            PromptLearningConfig._CLASSES[cls.PEFT_TYPE.value] = cls
 
     @property
     def peft_type(self) -> PeftType:
@@ -109,12 +132,9 @@ class PromptLearningConfig:
             raise ValueError(f"{name}.num_virtual_tokens is required: how many virtual tokens, e.g. 30.")
         for field in self._SHAPE_FIELDS:
             value = getattr(self, field)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name}.{field} must be a positive integer, got {value!r}.")
-        # PEFT's PeftModel._setup_prompt_encoder: 2 for an encoder-decoder, 1 otherwise
-        submodules = 2 if self.task_type is TaskType.SEQ_2_SEQ_LM else 1
+        submodules = 2 if self.task_type is TaskType.SEQ_2_SEQ_LM else 1  # PEFT's _setup_prompt_encoder
         if self.num_transformer_submodules is None:
             self.num_transformer_submodules = submodules
         if self.num_transformer_submodules != submodules:
@@ -125,13 +145,10 @@ class PromptLearningConfig:
             )
 
     def _check_modules_to_save(self) -> None:
-        """``modules_to_save`` is ``None`` or a list of non-empty names, and only for ``SEQ_CLS``."""
         name = type(self).__name__
         if self.modules_to_save is None:
             return
-        if isinstance(self.modules_to_save, str) or not all(
-            isinstance(module, str) and module for module in self.modules_to_save
-        ):
+        if isinstance(self.modules_to_save, str) or not all(isinstance(m, str) and m for m in self.modules_to_save):
             raise ValueError(
                 f"{name}.modules_to_save must be a list of module names such as ['classifier'], "
                 f"got {self.modules_to_save!r}."
@@ -155,8 +172,8 @@ class PromptLearningConfig:
             ``self``, filled in.
 
         Raises:
-            ValueError: the config has no layer count, head count or hidden size, or a field set by
-                hand disagrees with the model.
+            ValueError: the config lacks a layer count, head count or hidden size;
+                :class:`ShapeMismatchError` when a field set by hand disagrees with the model.
         """
         shape = _model_shape(model_config)
         self._set_or_check(
@@ -182,8 +199,7 @@ class PromptLearningConfig:
     def from_dict(cls, values: dict[str, Any]) -> PromptLearningConfig:
         """Build a config from a dict with PEFT's keys, e.g. a parsed ``adapter_config.json``.
 
-        Keys that minipeft has no field for (PEFT's ``revision``, ``auto_mapping``,
-        ``peft_version``, ...) are ignored.
+        Keys that minipeft has no field for (PEFT's ``revision``, ``peft_version``, ...) are ignored.
 
         Raises:
             ValueError: ``values["peft_type"]`` names another method than this class's.
@@ -198,15 +214,13 @@ class PromptLearningConfig:
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike) -> PromptLearningConfig:
         """Read an adapter folder's ``adapter_config.json`` (PEFT's ``PeftConfig.from_pretrained``).
 
-        Called on the base class (``PeftConfig.from_pretrained``) it returns whichever config class
-        the file's ``peft_type`` names; called on a subclass, that class or an error.
+        On ``PeftConfig`` it returns whichever config class the file's ``peft_type`` names; on a
+        subclass, that class or an error.
 
         Raises:
             FileNotFoundError: no ``adapter_config.json`` in the folder.
             ValueError: the file's ``peft_type`` is unsupported, or not this class's.
         """
-        from .save_load import load_config
-
         config = load_config(pretrained_model_name_or_path)
         if not isinstance(config, cls):
             raise ValueError(
@@ -223,65 +237,45 @@ class PromptLearningConfig:
         return out
 
 
+#: PEFT's name for the base config class: ``PeftConfig.from_pretrained(folder)`` reads any adapter's config.
+PeftConfig = PromptLearningConfig
+
+
 @dataclass
 class PrefixTuningConfig(PromptLearningConfig):
-    """The configuration of a prefix (Prefix Tuning or P-Tuning v2), with PEFT's field names.
+    """A prefix (Prefix Tuning or P-Tuning v2): key/value pairs at every attention layer, PEFT's fields.
 
-    A prefix is ``num_virtual_tokens`` key/value pairs at every one of ``num_layers`` attention
-    layers. The fields that describe the base model (``num_layers``, ``token_dim``,
-    ``num_attention_heads``) are filled from the model's config by :func:`minipeft.get_peft_model`
-    when left as ``None``.
-
-    The prefix table (the encoder's output, the saved ``prompt_embeddings``) is
-    ``(num_virtual_tokens, 2 * num_prefix_layers * token_dim)``: ``num_prefix_layers`` is
-    ``num_layers``, except with ``prefix_encoder_and_cross_attention=True``, where it is
-    ``num_layers + 2 * num_decoder_layers`` (see :class:`~minipeft.PeftModelForSeq2SeqLM`).
+    The shape fields (``num_layers``, ``token_dim``, ``num_attention_heads``) are filled from the
+    model's config by :func:`minipeft.get_peft_model` when left as ``None``. The table (the
+    encoder's output, the saved ``prompt_embeddings``) is ``(num_virtual_tokens,
+    2 * num_prefix_layers * token_dim)``.
 
     Args:
-        task_type: What the base model does: ``TaskType.CAUSAL_LM`` (a decoder's prefix, Li & Liang
-            2021), ``TaskType.SEQ_CLS`` (P-Tuning v2's classifier: a prefix at every layer of an
-            encoder such as BERT plus a trained classification head, Liu et al. 2022 section 3) or
-            ``TaskType.SEQ_2_SEQ_LM`` (an encoder-decoder such as T5 or BART; by default PEFT's
-            decoder-only prefix, see :class:`~minipeft.PeftModelForSeq2SeqLM`).
+        task_type: ``CAUSAL_LM`` (Li & Liang 2021), ``SEQ_CLS`` (P-Tuning v2's classifier, Liu et al.
+            2022 section 3) or ``SEQ_2_SEQ_LM`` (T5, BART; :class:`~minipeft.PeftModelForSeq2SeqLM`).
         num_virtual_tokens: Length of the prefix, in tokens (Li & Liang: "prefix length").
-        token_dim: Width of one layer's keys (or values) for one virtual token:
-            ``head_dim * num_key_value_heads``. For a multi-head model that is ``hidden_size``; for
-            grouped-query attention it is smaller (SmolLM2-135M: ``64 * 3 = 192``, not 576).
-        num_layers: Number of attention layers that receive a prefix. For an encoder-decoder it is,
-            as PEFT fills it, the model's ``num_hidden_layers``: the *encoder's* layer count (T5
-            ``num_layers``, BART ``encoder_layers``), although PEFT prefixes only the decoder.
-        num_attention_heads: Number of heads of the prefix's keys and values, i.e. the model's
-            ``num_key_value_heads`` (PEFT stores the key/value head count in this field).
-        encoder_hidden_size: Hidden width of the reparameterisation MLP (``prefix_projection=True``);
-            defaults to ``token_dim``.
-        prefix_projection: ``False``: the prefix is a plain table of parameters (what PEFT calls
-            P-Tuning v2; Liu et al. 2022 section 3.3 make the MLP optional). ``True``: an embedding
-            passed through Linear-Tanh-Linear (Prefix Tuning's reparameterisation, Li & Liang 2021
-            section 4.3).
-        inference_mode: ``True`` freezes the prefix and drops the MLP (the prefix is a fixed table).
-        num_transformer_submodules: 1 for decoder-only and encoder-only models, 2 for
-            ``SEQ_2_SEQ_LM`` (PEFT's values; filled from ``task_type`` when ``None``).
-        base_model_name_or_path: Where the base model came from; informational.
-        modules_to_save: ``SEQ_CLS`` only: extra modules trained and saved with the prefix; the
-            classification head (``["classifier", "score"]``) is added, as PEFT does.
-        prefix_encoder_and_cross_attention: ``SEQ_2_SEQ_LM`` only; not a PEFT field. ``False``
-            (default, PEFT-compatible): only the decoder's self-attention gets a prefix, with PEFT
-            0.21's layer mapping. ``True``: Li & Liang's encoder-decoder prefix (2021, section 4.2,
-            "z = [PREFIX; x; PREFIX'; y]" for BART): every encoder layer's self-attention, every
-            decoder layer's self-attention and every decoder layer's cross-attention gets its own
-            key/value rows of the table, which is then ``(num_virtual_tokens, 2 * (num_layers + 2 *
-            num_decoder_layers) * token_dim)``. Such an adapter is minipeft's only: PEFT cannot load it.
-        num_decoder_layers: The decoder's layer count (T5 ``num_decoder_layers``, BART
-            ``decoder_layers``); filled from the model only when
-            ``prefix_encoder_and_cross_attention=True`` (the table's width depends on it) and
-            ``None`` otherwise. Not a PEFT field.
+        token_dim: One layer's keys (or values) per virtual token: ``head_dim * num_key_value_heads``
+            (SmolLM2-135M: ``64 * 3 = 192``, not its hidden size 576).
+        num_layers: Attention layers that receive a prefix (for an encoder-decoder PEFT fills the
+            *encoder's* count, although it prefixes only the decoder).
+        num_attention_heads: The prefix's head count: the model's ``num_key_value_heads``.
+        encoder_hidden_size: Hidden width of the reparameterisation MLP; defaults to ``token_dim``.
+        prefix_projection: ``False``: the prefix is a plain table (P-Tuning v2, Liu et al. 2022
+            section 3.3). ``True``: an embedding through Linear-Tanh-Linear (Li & Liang 2021 section 4.3).
+        inference_mode: ``True`` freezes the prefix and drops the MLP (a fixed table).
+        prefix_encoder_and_cross_attention: ``SEQ_2_SEQ_LM`` only, minipeft only: every encoder
+            layer, decoder layer and cross-attention gets its own prefix (Li & Liang section 4.2);
+            ``num_prefix_layers`` is then ``num_layers + 2 * num_decoder_layers``. PEFT cannot load it.
+        num_decoder_layers: The decoder's layer count, filled only with
+            ``prefix_encoder_and_cross_attention=True``. Not a PEFT field.
+        **other: The fields of :class:`PromptLearningConfig`.
 
     Raises:
-        ValueError: ``num_virtual_tokens`` missing or not a positive integer; a task type that is not
-            implemented; a non-positive shape field; ``token_dim`` not divisible by
-            ``num_attention_heads``; a field that cannot be filled from the model's config (see
-            :meth:`fill_from_model_config`); ``prefix_encoder_and_cross_attention`` for another task
-            than ``SEQ_2_SEQ_LM``, or ``num_decoder_layers`` without it.
+        ValueError: those of :class:`PromptLearningConfig`; ``token_dim`` not divisible by
+            ``num_attention_heads``; ``prefix_encoder_and_cross_attention`` for another task than
+            ``SEQ_2_SEQ_LM``, or ``num_decoder_layers`` without it.
+
+    Explained in: book/03_prefix_encoder.ipynb
     """
 
     encoder_hidden_size: int | None = None
@@ -291,12 +285,12 @@ class PrefixTuningConfig(PromptLearningConfig):
 
     PEFT_TYPE: ClassVar[PeftType] = PeftType.PREFIX_TUNING
     TASK_TYPES: ClassVar[tuple[TaskType, ...]] = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS, TaskType.SEQ_2_SEQ_LM)
-    _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = PromptLearningConfig._SHAPE_FIELDS + (
+    _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = (
+        *PromptLearningConfig._SHAPE_FIELDS,
         "encoder_hidden_size",
         "num_decoder_layers",
     )
-    #: minipeft's own fields, left out of ``to_dict`` (and so of ``adapter_config.json``) at these
-    #: values, so that a PEFT-compatible adapter's file has PEFT's keys only.
+    #: minipeft's own fields, left out of ``to_dict`` at these values (PEFT-compatible files keep PEFT's keys).
     _MINIPEFT_ONLY_DEFAULTS: ClassVar[dict[str, Any]] = {
         "prefix_encoder_and_cross_attention": False,
         "num_decoder_layers": None,
@@ -339,10 +333,7 @@ class PrefixTuningConfig(PromptLearningConfig):
 
     @property
     def num_prefix_layers(self) -> int:
-        """How many attention layers' keys and values the table holds, side by side.
-
-        ``num_layers``; with ``prefix_encoder_and_cross_attention=True``, ``num_layers +
-        2 * num_decoder_layers`` (encoder self-attention, decoder self-attention, cross-attention).
+        """How many attention layers' keys and values the table holds side by side.
 
         Raises:
             ValueError: ``num_layers`` (or ``num_decoder_layers``) is not filled in yet.
@@ -367,27 +358,19 @@ class PrefixTuningConfig(PromptLearningConfig):
     def fill_from_model_config(self, model_config: Any) -> PrefixTuningConfig:
         """Fill ``num_layers``, ``token_dim``, ``num_attention_heads`` and ``encoder_hidden_size``.
 
-        The prefix's keys and values must have the shapes the model's attention layers use:
-        ``num_key_value_heads`` heads (grouped- and multi-query attention have fewer key/value heads
-        than query heads) of ``head_dim`` each, where ``head_dim`` is the config's own ``head_dim``
-        when it has one (Qwen3: 128 with hidden 1024 and 16 heads) and ``hidden_size //
-        num_attention_heads`` otherwise. Same result as PEFT's ``_prepare_prompt_learning_config``.
-
-        Fields already set are checked, not overwritten: a ``token_dim`` or head count that does not
-        fit the model raises a ``ValueError`` naming both shapes.
-
-        For an encoder-decoder, ``num_layers`` is the encoder's layer count (PEFT's value); with
-        ``prefix_encoder_and_cross_attention=True``, ``num_decoder_layers`` is filled too.
-
-        Args:
-            model_config: A transformers ``PretrainedConfig`` (or any object with its attributes).
+        The prefix's keys and values take the shapes of the model's attention: ``num_key_value_heads``
+        heads (fewer than the query heads under grouped-query attention) of ``head_dim`` each (the
+        config's own ``head_dim`` when it has one, else ``hidden_size // num_attention_heads``).
+        Same result as PEFT's ``_prepare_prompt_learning_config``. For an encoder-decoder,
+        ``num_layers`` is the encoder's count; ``num_decoder_layers`` is filled with
+        ``prefix_encoder_and_cross_attention=True``.
 
         Returns:
             ``self``, filled in.
 
         Raises:
-            ValueError: the config has no layer count, no head count or no hidden size, or a field
-                set by hand disagrees with the model.
+            ValueError: the config lacks a layer count, head count or hidden size;
+                :class:`ShapeMismatchError` when a field set by hand disagrees with the model.
         """
         shape = _model_shape(model_config)
         expected = {
@@ -396,11 +379,82 @@ class PrefixTuningConfig(PromptLearningConfig):
             "token_dim": shape["head_dim"] * shape["num_key_value_heads"],
         }
         if self.prefix_encoder_and_cross_attention:
-            expected["num_decoder_layers"] = _decoder_layer_count(model_config)
+            expected["num_decoder_layers"] = decoder_layer_count(model_config)
         self._set_or_check(shape, **expected)
         if self.encoder_hidden_size is None:
             self.encoder_hidden_size = self.token_dim
         return self
+
+
+class PromptTuningInit(str, enum.Enum):
+    """How a soft prompt starts (PEFT's values).
+
+    ``TEXT``: the embeddings of a text's tokens (Lester et al. section 3.2); ``SAMPLE_VOCAB``:
+    embeddings of random vocabulary tokens; ``RANDOM``: ``nn.Embedding``'s N(0, 1).
+
+    Explained in: book/02_virtual_tokens.ipynb
+    """
+
+    TEXT = "TEXT"
+    SAMPLE_VOCAB = "SAMPLE_VOCAB"
+    RANDOM = "RANDOM"
+
+
+@dataclass
+class PromptTuningConfig(PromptLearningConfig):
+    """A soft prompt (prompt tuning): vectors before the input embeddings only, PEFT's fields.
+
+    ``task_type`` is ``CAUSAL_LM`` or ``SEQ_CLS`` (with a trained head,
+    :class:`~minipeft.PeftModelForSequenceClassification`).
+
+    Args:
+        prompt_tuning_init: A :class:`PromptTuningInit` (or its string value).
+        prompt_tuning_init_text: The text whose token embeddings start the prompt (``TEXT``); its
+            tokens are cut or repeated to ``num_virtual_tokens``.
+        tokenizer_name_or_path: The tokenizer for ``prompt_tuning_init_text`` (a Hub id or folder).
+        tokenizer_kwargs: Extra arguments for ``AutoTokenizer.from_pretrained`` (``TEXT`` only).
+        **other: The fields of :class:`PromptLearningConfig`.
+
+    Raises:
+        ValueError: ``TEXT`` without a text or a tokenizer; ``tokenizer_kwargs`` without ``TEXT``;
+            an unknown ``prompt_tuning_init``; and the errors of :class:`PromptLearningConfig`.
+
+    Explained in: book/02_virtual_tokens.ipynb
+    """
+
+    prompt_tuning_init: PromptTuningInit | str = PromptTuningInit.RANDOM
+    prompt_tuning_init_text: str | None = None
+    tokenizer_name_or_path: str | None = None
+    tokenizer_kwargs: dict[str, Any] | None = None
+
+    PEFT_TYPE: ClassVar[PeftType] = PeftType.PROMPT_TUNING
+    TASK_TYPES: ClassVar[tuple[TaskType, ...]] = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            self.prompt_tuning_init = PromptTuningInit(self.prompt_tuning_init)
+        except ValueError:
+            known = ", ".join(i.value for i in PromptTuningInit)
+            raise ValueError(
+                f"PromptTuningConfig.prompt_tuning_init={self.prompt_tuning_init!r} is unknown; expected one of {known}."
+            ) from None
+        if self.prompt_tuning_init is PromptTuningInit.TEXT:
+            if not self.prompt_tuning_init_text:
+                raise ValueError("prompt_tuning_init='TEXT' needs prompt_tuning_init_text, the text to start from.")
+            if not self.tokenizer_name_or_path:
+                raise ValueError(
+                    "prompt_tuning_init='TEXT' needs tokenizer_name_or_path (a Hub id or a folder; "
+                    "for the embedded model: tokenizer.name_or_path)."
+                )
+        elif self.tokenizer_kwargs:
+            raise ValueError("tokenizer_kwargs is only used with prompt_tuning_init='TEXT'.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """PEFT's keys, ``prompt_tuning_init`` as its string value."""
+        out = super().to_dict()
+        out["prompt_tuning_init"] = PromptTuningInit(self.prompt_tuning_init).value
+        return out
 
 
 class ShapeMismatchError(ValueError):
@@ -409,6 +463,8 @@ class ShapeMismatchError(ValueError):
     Attributes:
         mismatches: One ``"field=adapter value where the model needs field=model value"`` per field.
         model_shape: The model's attention shapes (layers, hidden size, heads, key/value heads, head_dim).
+
+    Explained in: book/05_saving_and_loading.ipynb
     """
 
     def __init__(self, config_name: str, mismatches: list[str], model_shape: dict[str, int]) -> None:
@@ -420,12 +476,38 @@ class ShapeMismatchError(ValueError):
         )
 
     def describe(self) -> str:
+        """The mismatches and the model's shapes, in one sentence."""
         shape = ", ".join(f"{k}={v}" for k, v in self.model_shape.items())
         return f"{'; '.join(self.mismatches)} (the model has {shape})"
 
 
-#: PEFT's name for the base config class: ``PeftConfig.from_pretrained(folder)`` reads any adapter's config.
-PeftConfig = PromptLearningConfig
+def config_to_json(config: PromptLearningConfig) -> dict[str, Any]:
+    """``adapter_config.json``'s content: the config's fields plus PEFT's bookkeeping keys, sorted."""
+    values = {**PEFT_ONLY_KEYS, **config.to_dict()}
+    if isinstance(config, PrefixTuningConfig):
+        values.setdefault("init_weights", None)
+    return dict(sorted(values.items()))
+
+
+def load_config(folder: str | os.PathLike) -> PromptLearningConfig:
+    """Read ``folder/adapter_config.json`` into the config class its ``peft_type`` names.
+
+    Raises:
+        FileNotFoundError: no ``adapter_config.json`` in ``folder``.
+        ValueError: the file is not valid JSON, or its ``peft_type`` is not one minipeft implements.
+    """
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {folder} an adapter folder written by save_pretrained?")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    classes = PromptLearningConfig._CLASSES
+    peft_type = values.get("peft_type")
+    if peft_type not in classes:
+        raise ValueError(f"{path} has peft_type={peft_type!r}; minipeft loads {', '.join(classes)} adapters only.")
+    return classes[peft_type].from_dict(values)
 
 
 def _model_shape(model_config: Any) -> dict[str, int]:
@@ -443,17 +525,16 @@ def _model_shape(model_config: Any) -> dict[str, int]:
         )
     if hidden_size is None:
         raise ValueError("The model's config has no hidden_size (or n_embd); set token_dim in the config.")
-    head_dim = getattr(model_config, "head_dim", None) or hidden_size // num_heads
     return {
         "num_hidden_layers": num_layers,
         "hidden_size": hidden_size,
         "num_attention_heads": num_heads,
         "num_key_value_heads": getattr(model_config, "num_key_value_heads", None) or num_heads,
-        "head_dim": head_dim,
+        "head_dim": getattr(model_config, "head_dim", None) or hidden_size // num_heads,
     }
 
 
-def _decoder_layer_count(model_config: Any) -> int:
+def decoder_layer_count(model_config: Any) -> int:
     """The decoder's layer count of an encoder-decoder config (T5 ``num_decoder_layers``, BART
     ``decoder_layers``); the model's layer count when the config names no separate decoder depth."""
     count = _first_attr(model_config, "num_decoder_layers", "decoder_layers")

@@ -1,22 +1,17 @@
 """From the prefix encoder's output to the key/value cache that a transformers model attends to.
 
-A prefix of ``num_virtual_tokens`` virtual tokens is, at every attention layer, a block of keys and
-values that the real tokens attend to as if they came earlier in the sequence (Li & Liang 2021,
-section 4.2: ``h_i = P_theta[i, :]`` for ``i`` in the prefix). transformers already has a place
-for "keys and values that came earlier": the cache (``past_key_values``). So injecting a prefix is:
+A prefix is, at every attention layer, ``num_virtual_tokens`` keys and values that the real tokens
+attend to as if they came earlier (Li & Liang 2021, section 4.2). transformers' place for "keys
+and values that came earlier" is the cache, so injecting a prefix is:
 
-1. reshape the encoder's ``(batch, num_virtual_tokens, 2*num_layers*token_dim)`` into per-layer
-   keys and values ``(batch, num_key_value_heads, num_virtual_tokens, head_dim)``;
-2. put them into a ``transformers.DynamicCache``;
-3. grow the attention mask by ``num_virtual_tokens`` ones on the left, so the real tokens may
-   attend to the prefix;
-4. let the real tokens' positions start after the prefix (``num_virtual_tokens``,
-   ``num_virtual_tokens + 1``, ...), which is what the model does by itself when it sees a cache
-   of that length, and what PEFT does when ``position_ids`` are passed.
+1. reshape the table ``(batch, num_virtual_tokens, 2*num_layers*token_dim)`` into per-layer keys
+   and values ``(batch, num_key_value_heads, num_virtual_tokens, head_dim)``;
+2. put them into a ``transformers.DynamicCache`` and pass it under the model's cache keyword;
+3. grow the attention mask by ``num_virtual_tokens`` ones on the left;
+4. start the real tokens' positions after the prefix.
 
-The layout of the encoder's last axis is PEFT's (``get_prompt`` in ``src/peft/peft_model.py``):
-``[layer0 keys, layer0 values, layer1 keys, layer1 values, ...]``, each ``token_dim`` wide and
-each made of ``num_key_value_heads`` heads of ``head_dim``.
+The table's last axis is laid out as PEFT's ``get_prompt`` (``src/peft/peft_model.py``) reads it:
+``[layer0 keys, layer0 values, layer1 keys, ...]``, each ``token_dim`` wide.
 
 Explained in: book/04_past_key_values.ipynb
 """
@@ -31,11 +26,24 @@ from transformers import DynamicCache
 
 from .config import PrefixTuningConfig
 
+__all__ = [
+    "build_prefix_cache",
+    "extend_attention_mask",
+    "past_key_values_to_prefix",
+    "position_ids_from_attention_mask",
+    "position_ids_kwargs",
+    "prefix_from_text",
+    "prefix_to_past_key_values",
+]
+
+
 KeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
 
 def prefix_to_past_key_values(prefix: torch.Tensor, config: PrefixTuningConfig) -> KeyValues:
     """Split the encoder's output into every layer's keys and values.
+
+    Explained in: book/04_past_key_values.ipynb
 
     Args:
         prefix: ``(batch, num_virtual_tokens, 2*num_layers*token_dim)``, the output of
@@ -43,10 +51,8 @@ def prefix_to_past_key_values(prefix: torch.Tensor, config: PrefixTuningConfig) 
         config: The filled config (``num_layers``, ``num_attention_heads``, ``token_dim``).
 
     Returns:
-        ``num_layers`` pairs ``(keys, values)``, each ``(batch, num_key_value_heads,
-        num_virtual_tokens, head_dim)``: the layout of a transformers cache layer. (For an
-        encoder-decoder prefixed everywhere, ``config.num_prefix_layers`` pairs: see
-        ``minipeft.seq2seq``, which hands them to the attention layers.)
+        ``config.num_prefix_layers`` pairs ``(keys, values)``, each ``(batch, num_key_value_heads,
+        num_virtual_tokens, head_dim)``: the layout of a transformers cache layer.
 
     Raises:
         ValueError: ``prefix`` does not have the shape the config describes.
@@ -74,6 +80,8 @@ def build_prefix_cache(
 ) -> DynamicCache:
     """Put per-layer prefix keys and values into a ``transformers.DynamicCache``.
 
+    Explained in: book/04_past_key_values.ipynb
+
     Args:
         past_key_values: ``num_layers`` pairs of ``(batch, num_key_value_heads, num_virtual_tokens,
             head_dim)`` tensors, as :func:`prefix_to_past_key_values` returns.
@@ -96,6 +104,8 @@ def extend_attention_mask(attention_mask: torch.Tensor, num_virtual_tokens: int)
     """Prepend ``num_virtual_tokens`` ones: every real token may attend to the whole prefix.
 
     ``(batch, seq_len)`` -> ``(batch, num_virtual_tokens + seq_len)``, same dtype and device.
+
+    Explained in: book/04_past_key_values.ipynb
     """
     ones = attention_mask.new_ones(attention_mask.shape[0], num_virtual_tokens)
     return torch.cat([ones, attention_mask], dim=1)
@@ -107,6 +117,8 @@ def position_ids_kwargs(model: Any, attention_mask: torch.Tensor) -> dict[str, t
     For calling ``model`` (a transformers model or a minipeft ``PeftModel``, possibly wrapped in
     ``DistributedDataParallel``, whose ``forward`` hides the signature) on a left-padded batch;
     Bloom (ALiBi) takes no ``position_ids``: its biases already follow the attention mask.
+
+    Explained in: book/04_past_key_values.ipynb
     """
     while isinstance(getattr(model, "module", None), torch.nn.Module):  # DistributedDataParallel and the like
         model = model.module
@@ -131,6 +143,8 @@ def position_ids_from_attention_mask(attention_mask: torch.Tensor, past_length: 
 
     Returns:
         ``(batch, seq_len)`` long tensor.
+
+    Explained in: book/04_past_key_values.ipynb
     """
     mask = attention_mask.long()
     positions = mask.cumsum(-1) - 1  # 0, 1, 2, ... over real tokens; -1 before the first
@@ -147,6 +161,8 @@ def past_key_values_to_prefix(past_key_values: Any) -> torch.Tensor:
     Returns:
         ``(batch, seq_len, 2*num_layers*token_dim)`` laid out as ``[k0, v0, k1, v1, ...]``, the
         output layout of :class:`~minipeft.PrefixEncoder` and of PEFT's ``prompt_embeddings``.
+
+    Explained in: book/04_past_key_values.ipynb
     """
     layers = getattr(past_key_values, "layers", None)
     pairs = [(layer.keys, layer.values) for layer in layers] if layers is not None else list(past_key_values)
@@ -160,10 +176,8 @@ def past_key_values_to_prefix(past_key_values: Any) -> torch.Tensor:
 def prefix_from_text(model: Any, tokenizer: Any, text: str) -> torch.Tensor:
     """The keys and values that ``model`` computes for ``text``, as a prefix table.
 
-    Run the frozen model on the text and keep every layer's keys and values: injected as a prefix,
-    they make the model behave exactly as if the text had been prepended to its input (the
-    book's chapter on ``past_key_values`` checks this to 1e-4). It is also Li & Liang's
-    initialisation "with activations of real words" (2021, section 7.4).
+    Injected as a prefix, they make the model behave as if the text were prepended to its input;
+    also Li & Liang's initialisation "with activations of real words" (2021, section 7.4).
 
     Args:
         model: A transformers causal LM, or a minipeft ``PeftModel`` (its base model is used).
@@ -176,6 +190,8 @@ def prefix_from_text(model: Any, tokenizer: Any, text: str) -> torch.Tensor:
 
     Raises:
         ValueError: ``text`` has no tokens.
+
+    Explained in: book/04_past_key_values.ipynb
     """
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
@@ -186,3 +202,17 @@ def prefix_from_text(model: Any, tokenizer: Any, text: str) -> torch.Tensor:
     out = model(input_ids=input_ids.to(device), use_cache=True)
     cache = out.past_key_values if hasattr(out, "past_key_values") else out.cache
     return past_key_values_to_prefix(cache)[0].float()  # (P, 2*L*token_dim)
+
+
+def cache_kwarg(model: Any) -> str | None:
+    """The keyword under which ``model`` takes a key/value cache, or ``None`` if it takes none.
+
+    ``past_key_values`` (``cache`` from transformers 5.24). A model whose ``forward`` only passes
+    ``**kwargs`` on to its backbone (``BertForSequenceClassification``) is read through the backbone
+    (``model.base_model``).
+    """
+    outer = inspect.signature(model.forward).parameters
+    forwards_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in outer.values())
+    backbone = getattr(model, "base_model", model)
+    inner = inspect.signature(backbone.forward).parameters if forwards_kwargs and backbone is not model else {}
+    return next((key for key in ("cache", "past_key_values") if key in outer or key in inner), None)

@@ -1,80 +1,134 @@
-"""The wrapper: a frozen transformers model plus a trainable prefix or soft prompt, with PEFT's interface.
+"""The wrapper: a frozen transformers model plus a prompt-learning adapter, with PEFT's interface.
 
-``get_peft_model(model, PrefixTuningConfig(...))`` freezes ``model`` and returns a
-:class:`PeftModelForCausalLM` whose ``forward`` and ``generate`` inject the prefix as the
-model's ``past_key_values`` (see :mod:`minipeft.injection`). With a ``PromptTuningConfig`` the
-virtual tokens are prepended to the input embeddings instead (prompt tuning, the comparison point).
+:class:`PeftModel` holds what every task shares: the adapter (``prompt_encoder``, ``peft_config``),
+the table it produces, and :meth:`PeftModel._inject`, which turns a call's inputs into the base
+model's inputs with the virtual tokens in place: a prefix as the cache (:mod:`minipeft.injection`),
+a soft prompt before the input embeddings; the attention mask and the positions grow to match.
+A task's wrapper (``PeftModelForCausalLM``, ...) registers itself for its ``TaskType`` and holds
+only what differs for its task; :func:`get_peft_model` and :meth:`PeftModel.from_pretrained` pick
+it from that table, as PEFT's ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING`` does.
 
-Follows PEFT ``src/peft/peft_model.py`` (``PeftModel``, ``PeftModelForCausalLM``: ``get_prompt``,
-``forward``, ``generate``, ``prepare_inputs_for_generation``, ``print_trainable_parameters``) and
-``src/peft/mapping_func.py`` (``get_peft_model``), restricted to prefix and prompt tuning of decoder-only models;
-sequence classification (``TaskType.SEQ_CLS``, P-Tuning v2 on BERT-likes) is in :mod:`minipeft.seq_cls`.
+Follows PEFT ``src/peft/peft_model.py`` (``PeftModel``: ``get_prompt``, ``print_trainable_parameters``,
+``save_pretrained``, ``from_pretrained``) and ``src/peft/mapping_func.py`` (``get_peft_model``).
 
-Explained in: book/01_why_prefix_tuning.ipynb (wrapping), book/04_past_key_values.ipynb (injection),
-book/05_saving_and_loading.ipynb (saving and loading)
+Explained in: book/01_why_prefix_tuning.ipynb (wrapping), book/04_past_key_values.ipynb (injection)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, ShapeMismatchError, TaskType
-from .encoder import PrefixEncoder
-from .injection import build_prefix_cache, extend_attention_mask, prefix_to_past_key_values
-from .prompt_tuning import PromptEmbedding, PromptTuningConfig
+from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, PromptTuningConfig, TaskType
+from .injection import build_prefix_cache, cache_kwarg, extend_attention_mask, prefix_to_past_key_values
+from .prefix_encoder import PrefixEncoder
+from .prompt_tuning import PromptEmbedding
+from .save_load import WEIGHTS_NAME, read_adapter, write_adapter
+
+__all__ = ["PeftModel", "get_peft_model"]
 
 
 class PeftModel(nn.Module):
     """A frozen base model with one prompt-learning adapter (named ``"default"``, as in PEFT).
 
+    Args:
+        model: The transformers model to adapt; its parameters are frozen.
+        peft_config: A filled :class:`~minipeft.PrefixTuningConfig` or :class:`~minipeft.PromptTuningConfig`.
+        adapter_name: PEFT's adapter name.
+        prompt_encoder: The adapter's module when it is already built (``from_pretrained``).
+        saved_state: Saved tensors of base-model modules (``from_pretrained``; a ``SEQ_CLS`` head).
+        source: Where ``saved_state`` came from, for error messages.
+
     Attributes:
-        base_model: The wrapped transformers model; its parameters are frozen.
-        prompt_encoder: ``nn.ModuleDict`` ``{"default": PrefixEncoder or PromptEmbedding}``, PEFT's
-            parameter names (``prompt_encoder.default.embedding.weight``).
-        peft_config: ``{"default": PrefixTuningConfig or PromptTuningConfig}``.
+        base_model: The wrapped transformers model.
+        prompt_encoder: ``nn.ModuleDict`` ``{adapter_name: PrefixEncoder or PromptEmbedding}``
+            (PEFT's parameter names, ``prompt_encoder.default.embedding.weight``).
+        peft_config: ``{adapter_name: config}``.
 
     Raises:
-        ValueError: the base model has gradient checkpointing enabled (the prefix lives in the
-            key/value cache, which transformers disables under gradient checkpointing, as PEFT says).
+        ValueError: a prefix on a model with gradient checkpointing enabled (transformers then drops
+            the cache, the prefix); saved base-model weights the task does not take.
+        TypeError: a prefix on a model that takes no key/value cache.
+
+    Explained in: book/01_why_prefix_tuning.ipynb
     """
+
+    #: TaskType -> the wrapper class for it, filled by ``class X(PeftModel, task_type=...)``.
+    _TASK_CLASSES: ClassVar[dict[TaskType, type[PeftModel]]] = {}
+    #: Per-token labels (padded with -100 in front of a soft prompt), not one label per sequence.
+    _TOKEN_LABELS: ClassVar[bool] = False
+    #: ``forward`` continues from a caller's cache that already holds the prefix (a causal LM).
+    _CONTINUES_FROM_CACHE: ClassVar[bool] = False
+
+    def __init_subclass__(cls, task_type: TaskType | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if task_type is not None:
+            PeftModel._TASK_CLASSES[TaskType(task_type)] = cls
 
     def __init__(
         self,
         model: nn.Module,
         peft_config: PromptLearningConfig,
         adapter_name: str = "default",
+        *,
         prompt_encoder: nn.Module | None = None,
+        saved_state: dict[str, torch.Tensor] | None = None,
+        source: str | os.PathLike = "the saved state",
     ) -> None:
         super().__init__()
-        if peft_config.peft_type is PeftType.PREFIX_TUNING:
+        saved_state = None if saved_state is None else dict(saved_state)
+        self._prepare(model, peft_config, adapter_name, saved_state, source)  # checks first: model untouched
+        if saved_state:
+            raise ValueError(
+                f"{source} holds base-model weights ({', '.join(sorted(saved_state))}); minipeft loads those for "
+                f"task_type='SEQ_CLS' only, not {TaskType(peft_config.task_type).value!r}."
+            )
+        prefix = peft_config.peft_type is PeftType.PREFIX_TUNING
+        key = cache_kwarg(model)
+        if prefix:
             _refuse_checkpointing(model)
+            if key is None:
+                backbone = type(getattr(model, "base_model", model)).__name__
+                raise TypeError(
+                    f"{type(model).__name__} takes no past_key_values (nor passes them to {backbone}), which prefix "
+                    "tuning needs: the prefix is the attention layers' key/value cache."
+                )
+        self._cache_kwarg = key or "past_key_values"
         self.base_model = model
         self.active_adapter = adapter_name
         self.peft_config = {adapter_name: peft_config}
         for param in model.parameters():
             param.requires_grad_(False)
+        if prompt_encoder is None and prefix:
+            prompt_encoder = PrefixEncoder(peft_config)
+        elif prompt_encoder is None:
+            prompt_encoder = PromptEmbedding(peft_config, model.get_input_embeddings())
         device = next(model.parameters()).device
-        if prompt_encoder is not None:  # built by from_pretrained
-            encoder = prompt_encoder
-        elif peft_config.peft_type is PeftType.PREFIX_TUNING:
-            encoder = PrefixEncoder(peft_config)
-        else:
-            encoder = PromptEmbedding(peft_config, model.get_input_embeddings())
         if device.type != "meta":  # a model on the meta device (counting parameters only) keeps a CPU prefix
-            encoder = encoder.to(device)
+            prompt_encoder = prompt_encoder.to(device)
         if peft_config.inference_mode:
-            encoder.requires_grad_(False)
-        self.prompt_encoder = nn.ModuleDict({adapter_name: encoder})
-        # transformers < 5.24 calls the cache argument `past_key_values`, later versions `cache`.
-        forward_params = inspect.signature(model.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in forward_params else "past_key_values"
+            prompt_encoder.requires_grad_(False)
+        self.prompt_encoder = nn.ModuleDict({adapter_name: prompt_encoder})
+        self._attach(model, peft_config, adapter_name)
+
+    def _prepare(
+        self,
+        model: nn.Module,
+        config: PromptLearningConfig,
+        adapter_name: str,
+        saved_state: dict[str, torch.Tensor] | None,
+        source: str | os.PathLike,
+    ) -> None:
+        """Hook: check ``model`` and ``config`` and pop from ``saved_state`` (``None``: a new adapter) what
+        the task loads, without changing ``model``."""
+
+    def _attach(self, model: nn.Module, config: PromptLearningConfig, adapter_name: str) -> None:
+        """Hook: change the (now frozen) base model, e.g. wrap a trained head."""
 
     @property
     def active_peft_config(self) -> PromptLearningConfig:
@@ -88,18 +142,13 @@ class PeftModel(nn.Module):
     def get_prompt(self, batch_size: int, cache: Any = None) -> Any:
         """The virtual tokens for a batch, in the form the method injects them.
 
-        Prefix tuning: a ``transformers.DynamicCache`` of ``num_virtual_tokens`` positions, made of
-        ``num_layers`` key/value pairs of shape ``(batch_size, num_key_value_heads,
-        num_virtual_tokens, head_dim)`` (the encoder's output, through the MLP when
-        ``prefix_projection=True``, cast to the base model's dtype).
-
-        Prompt tuning: the soft prompt ``(batch_size, num_virtual_tokens, hidden_size)``.
-
-        ``cache``: for a prefix, an empty ``DynamicCache`` to fill instead of a new one.
+        Prefix: a ``transformers.DynamicCache`` (``cache`` when given, filled) of ``num_virtual_tokens``
+        positions, ``num_layers`` key/value pairs of ``(batch_size, num_key_value_heads,
+        num_virtual_tokens, head_dim)``, in the base model's dtype. Soft prompt:
+        ``(batch_size, num_virtual_tokens, hidden_size)``.
         """
         config = self.active_peft_config
-        prompt = self.prompt_table()  # (1, P, 2*L*token_dim) or (1, P, hidden)
-        prompt = prompt.expand(batch_size, -1, -1)  # (B, P, ...), no copy
+        prompt = self.prompt_table().expand(batch_size, -1, -1)  # (B, P, width), no copy
         if config.peft_type is not PeftType.PREFIX_TUNING:
             return prompt
         return build_prefix_cache(prefix_to_past_key_values(prompt, config), self.base_model.config, cache=cache)
@@ -108,10 +157,8 @@ class PeftModel(nn.Module):
         """The encoder's output for all virtual tokens, ``(1, num_virtual_tokens, width)``, in the model's dtype.
 
         ``width`` is ``2*num_layers*token_dim`` for a prefix, ``hidden_size`` for a soft prompt.
-        When no gradient can flow to it (``torch.no_grad()``, or a frozen adapter loaded for
-        inference) the table is computed once and reused until a parameter of the encoder changes
-        (an optimizer step or ``load_state_dict`` bumps the tensors' version counters), so
-        generating or evaluating does not re-run the MLP at every call.
+        When no gradient can flow to it (``torch.no_grad()``, or a frozen adapter) the table is
+        computed once and reused until a parameter of the encoder changes (its version counter).
         """
         encoder = self.prompt_encoder[self.active_adapter]
         params = tuple(encoder.parameters())
@@ -121,19 +168,91 @@ class PeftModel(nn.Module):
         cached = self.__dict__.get("_prompt_table_cache")
         if cacheable and cached is not None and cached[0] == key:
             return cached[1]
-        device = params[0].device
-        indices = torch.arange(self.active_peft_config.num_virtual_tokens, device=device).unsqueeze(0)  # (1, P)
-        table = encoder(indices).to(dtype)
+        indices = torch.arange(self.active_peft_config.num_virtual_tokens, device=params[0].device)
+        table = encoder(indices.unsqueeze(0)).to(dtype)  # (1, P, width)
         self.__dict__["_prompt_table_cache"] = (key, table.detach()) if cacheable else None
         return table
+
+    def _inject(
+        self,
+        input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The base model's keyword arguments with the active adapter's virtual tokens injected.
+
+        A prefix becomes the cache (or a caller's cache that already holds it is kept, when the
+        task continues from one); a soft prompt goes before the input embeddings, with positions
+        from :meth:`_soft_prompt_positions`, segment 0 and (per-token labels) -100 labels in front.
+        ``attention_mask`` ``(B, T)`` becomes ``(B, P + T)``; ``position_ids`` shift by ``P``.
+
+        Raises:
+            ValueError: neither ``input_ids`` nor ``inputs_embeds``; a caller's cache where the task
+                takes none; a prefix in training with gradient checkpointing on.
+        """
+        config = self.active_peft_config
+        num_virtual = config.num_virtual_tokens
+        prefix = config.peft_type is PeftType.PREFIX_TUNING
+        caller_cache = self._begin_forward(kwargs)
+        if input_ids is None and inputs_embeds is None:
+            raise ValueError("forward needs input_ids (batch, seq_len) or inputs_embeds (batch, seq_len, hidden_size).")
+        batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+        continuing = caller_cache is not None and caller_cache.get_seq_length() > 0
+        if attention_mask is not None:
+            attention_mask = extend_attention_mask(attention_mask, num_virtual)  # (B, P + T)
+        cache = caller_cache
+        if prefix or continuing:  # the prefix is (or already is) the cache
+            position_ids = None if position_ids is None else position_ids + num_virtual
+            cache = caller_cache if continuing else self.get_prompt(batch_size)
+        else:  # a soft prompt: the virtual tokens are the first inputs
+            if inputs_embeds is None:
+                inputs_embeds = self.base_model.get_input_embeddings()(input_ids)  # (B, T, hidden)
+            prompt = self.get_prompt(batch_size).to(inputs_embeds.dtype)  # (B, P, hidden)
+            inputs_embeds, input_ids = torch.cat([prompt, inputs_embeds], dim=1), None  # (B, P + T, hidden)
+            if position_ids is not None:
+                virtual = self._soft_prompt_positions(position_ids)  # (B, P)
+                position_ids = torch.cat([virtual, position_ids + num_virtual], dim=1)  # (B, P + T)
+            if kwargs.get("token_type_ids") is not None:  # the prompt is segment 0 (A)
+                segment = kwargs["token_type_ids"].new_zeros(batch_size, num_virtual)
+                kwargs["token_type_ids"] = torch.cat([segment, kwargs["token_type_ids"]], dim=1)  # (B, P + T)
+            if labels is not None and self._TOKEN_LABELS:
+                labels = torch.cat([labels.new_full((batch_size, num_virtual), -100), labels], dim=1)  # (B, P + T)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds, **kwargs}
+        extra = {"labels": labels, "position_ids": position_ids, self._cache_kwarg: cache}
+        inputs.update({k: v for k, v in extra.items() if v is not None})
+        return inputs
+
+    def _begin_forward(self, kwargs: dict[str, Any]) -> Any:
+        """Checks every ``forward`` starts with; pops and returns a caller's cache from ``kwargs``.
+
+        Raises:
+            ValueError: a prefix in training with gradient checkpointing on; a caller's cache where
+                the task takes none.
+        """
+        if self.training and self.active_peft_config.peft_type is PeftType.PREFIX_TUNING:
+            _refuse_checkpointing(self.base_model)
+        caller_cache = None
+        for key in ("past_key_values", "cache"):
+            value = kwargs.pop(key, None)
+            if value is not None and not self._CONTINUES_FROM_CACHE:
+                raise ValueError(f"{type(self).__name__} builds its own {key} from the prefix; pass no {key}.")
+            caller_cache = value if value is not None else caller_cache
+        return caller_cache
+
+    def _soft_prompt_positions(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """Hook: the soft prompt's positions ``(batch, num_virtual_tokens)``; ``0..P-1`` here."""
+        num_virtual = self.active_peft_config.num_virtual_tokens
+        return torch.arange(num_virtual, device=position_ids.device).expand(position_ids.shape[0], -1)
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         """``(trainable parameters, all parameters)``, tied weights counted once (PEFT's count)."""
         trainable, total = 0, 0
         for param in self.parameters():
             total += param.numel()
-            if param.requires_grad:
-                trainable += param.numel()
+            trainable += param.numel() if param.requires_grad else 0
         return trainable, total
 
     def print_trainable_parameters(self) -> None:
@@ -144,31 +263,13 @@ class PeftModel(nn.Module):
         )
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write the adapter in PEFT's format: ``adapter_config.json``, ``adapter_model.safetensors``, ``README.md``.
+        """Write the adapter in PEFT's format (see :mod:`minipeft.save_load`), atomically.
 
-        ``adapter_model.safetensors`` holds ``prompt_embeddings``, the table the model uses
-        ``(num_virtual_tokens, 2*num_layers*token_dim)`` (after the MLP when
-        ``prefix_projection=True``). A reparameterised prefix also gets ``prefix_encoder.safetensors``
-        (its embedding and MLP, which PEFT ignores) so training can resume with the same parameters.
-        Each file is written under a temporary name and renamed into place: a failure leaves the
-        earlier adapter in ``save_directory`` intact. See ``minipeft/save_load.py``.
+        ``adapter_model.safetensors`` holds ``prompt_embeddings`` ``(num_virtual_tokens, width)``, the
+        table the model uses; a reparameterised prefix also gets ``prefix_encoder.safetensors``.
+        A failure leaves the earlier adapter in ``save_directory`` intact.
         """
-        from .save_load import model_card, save_adapter
-
-        config = self.active_peft_config
-        encoder = self.prompt_encoder[self.active_adapter]
-        with torch.no_grad():
-            table = self.prompt_table()[0].float()  # (P, width)
-        encoder_state = encoder.state_dict() if getattr(encoder, "prefix_projection", False) else None
-        head = self._modules_to_save_state()  # a classifier's trained head, under PEFT's keys
-        head_numel = sum(v.numel() for v in head.values())
-        trainable = sum(p.numel() for p in encoder.parameters()) + head_numel
-        card = model_card(config, trainable, table.numel() + head_numel)
-        save_adapter(save_directory, config, table, encoder_state, card, modules_to_save_state=head)
-
-    def _modules_to_save_state(self) -> dict[str, torch.Tensor]:
-        """Tensors of base-model modules trained beside the adapter, by saved key; none here (see SEQ_CLS)."""
-        return {}
+        write_adapter(self, save_directory)
 
     @classmethod
     def from_pretrained(
@@ -181,98 +282,27 @@ class PeftModel(nn.Module):
     ) -> PeftModel:
         """Load an adapter folder (written by minipeft or by PEFT) onto ``model``.
 
-        Returns the class the adapter's ``task_type`` names, whichever class this is called on
-        (as PEFT does): :class:`PeftModelForCausalLM`,
-        :class:`~minipeft.PeftModelForSequenceClassification` (its trained head is loaded too) or
-        :class:`~minipeft.PeftModelForSeq2SeqLM`.
+        Returns the wrapper the adapter's ``task_type`` names, whichever class this is called on.
 
         Args:
             model: The base model the adapter was trained on (its shapes are checked).
             model_id: The adapter folder.
             adapter_name: PEFT's adapter name.
-            is_trainable: ``False`` (default): inference mode, the prefix is a frozen table
-                (no MLP) and the model is put in eval mode. ``True``: the adapter is trainable; a
-                reparameterised prefix gets its MLP back from ``prefix_encoder.safetensors``, or,
-                when the folder has none (a PEFT adapter), continues as a plain P-Tuning v2 prefix
-                initialised to the saved table (with a warning).
+            is_trainable: ``False``: a frozen table, eval mode. ``True``: trainable; a reparameterised
+                prefix gets its MLP back from ``prefix_encoder.safetensors``, or without one (a PEFT
+                adapter) continues as a plain table (with a warning).
             allow_pickle: Accept a pickled ``adapter_model.bin`` (read with ``weights_only=True``).
 
         Raises:
             FileNotFoundError: the folder has no config or no weights.
-            ValueError: an unsupported ``peft_type``; corrupt or truncated weights; an adapter whose
-                ``token_dim``, ``num_layers`` or heads do not fit ``model``, or whose table has
-                another shape than its config says; a ``SEQ_CLS`` adapter whose head is missing or
-                does not fit ``model``'s (another ``num_labels``). On any error ``model`` is left untouched.
+            ValueError: see :func:`minipeft.save_load.read_adapter`; a ``SEQ_CLS`` head that is
+                missing or does not fit. On any error ``model`` is left untouched.
         """
-        from .save_load import (
-            CONFIG_NAME,
-            ENCODER_STATE_NAME,
-            WEIGHTS_NAME,
-            load_adapter_weights,
-            load_config,
-            warn_resuming_without_mlp,
-        )
-
-        folder = Path(model_id)
-        config = load_config(folder)
-        config.inference_mode = not is_trainable
-        tensors = load_adapter_weights(folder, allow_pickle=allow_pickle)
-        table = tensors.pop("prompt_embeddings")
-        encoder_state = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
-        head_state = {k: v for k, v in tensors.items() if k.startswith("base_model.")}  # SEQ_CLS: the trained head
-        try:
-            config.fill_from_model_config(model.config)
-        except ShapeMismatchError as error:
-            raise ValueError(
-                f"{folder / CONFIG_NAME} was made for another base model than this {type(model).__name__}: "
-                f"{error.describe()}."
-            ) from None
-        width = (
-            2 * config.num_prefix_layers * config.token_dim
-            if isinstance(config, PrefixTuningConfig)
-            else config.token_dim
-        )
-        if tuple(table.shape) != (config.num_virtual_tokens, width):
-            raise ValueError(
-                f"{folder / WEIGHTS_NAME}: prompt_embeddings has shape {tuple(table.shape)}, but the config and the "
-                f"base model need ({config.num_virtual_tokens}, {width})."
-            )
-        projected = isinstance(config, PrefixTuningConfig) and config.prefix_projection and is_trainable
-        if projected and not encoder_state:
-            warn_resuming_without_mlp(folder)
-            config.prefix_projection = False
-            projected = False
-        # Build and fill the encoder on its own first: a failure here leaves `model` untouched.
-        if isinstance(config, PrefixTuningConfig):
-            encoder = PrefixEncoder(config)
-        else:  # the saved table replaces any initialisation, so no tokenizer is needed
-            build_config = dataclasses.replace(config, prompt_tuning_init="RANDOM", tokenizer_kwargs=None)
-            encoder = PromptEmbedding(build_config, model.get_input_embeddings())
-        with torch.no_grad():
-            if projected:
-                try:
-                    encoder.load_state_dict(encoder_state)
-                except RuntimeError as error:
-                    raise ValueError(f"{folder / ENCODER_STATE_NAME} does not fit the config: {error}") from None
-                recomputed = encoder(torch.arange(config.num_virtual_tokens).unsqueeze(0))[0]
-                if not torch.allclose(recomputed, table.to(recomputed), atol=1e-4, rtol=1e-4):
-                    raise ValueError(f"{folder}: {ENCODER_STATE_NAME} does not produce the table in {WEIGHTS_NAME}.")
-            else:
-                encoder.embedding.weight.copy_(table.to(encoder.embedding.weight))
-        extra: dict[str, Any] = {}
-        if config.task_type is TaskType.SEQ_CLS:
-            from .seq_cls import _trained_copies
-
-            extra["trained_modules"] = _trained_copies(model, config, head_state, source=folder / WEIGHTS_NAME)
-        elif head_state:
-            raise ValueError(
-                f"{folder / WEIGHTS_NAME} holds base-model weights ({', '.join(sorted(head_state))}); minipeft "
-                f"loads those for task_type='SEQ_CLS' only, not {config.task_type.value!r}."
-            )
-        peft_model = _peft_model_class(config)(model, config, adapter_name, prompt_encoder=encoder, **extra)
-        if not is_trainable:
-            peft_model.eval()
-        return peft_model
+        config, encoder, state = read_adapter(model, model_id, is_trainable, allow_pickle)
+        wrapper = PeftModel._TASK_CLASSES[config.task_type]
+        source = Path(model_id) / WEIGHTS_NAME
+        peft_model = wrapper(model, config, adapter_name, prompt_encoder=encoder, saved_state=state, source=source)
+        return peft_model if is_trainable else peft_model.eval()
 
     def __getattr__(self, name: str) -> Any:
         """Forward missing attributes (``config``, ``device``, ``generation_config``, ...) to the base model."""
@@ -284,181 +314,8 @@ class PeftModel(nn.Module):
             return getattr(self.base_model, name)
 
 
-class PeftModelForCausalLM(PeftModel):
-    """Prefix tuning (or prompt tuning) for a decoder-only language model (``TaskType.CAUSAL_LM``).
-
-    ``forward`` takes what the base model takes. A prefix adds keys and values, not positions to
-    the output: ``logits`` are ``(batch, seq_len, vocab_size)`` for ``seq_len`` input tokens, and
-    ``labels`` ``(batch, seq_len)`` give the base model's usual shifted cross-entropy loss. A soft
-    prompt (prompt tuning) does add positions: as in PEFT, its logits are
-    ``(batch, num_virtual_tokens + seq_len, vocab_size)`` and the labels are padded with -100.
-    """
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Run the base model with the virtual tokens injected.
-
-        Args:
-            input_ids: ``(batch, seq_len)`` token ids (or pass ``inputs_embeds``).
-            attention_mask: ``(batch, seq_len)``, 1 for real tokens, 0 for padding; the virtual
-                tokens' ``num_virtual_tokens`` ones are prepended here.
-            inputs_embeds: ``(batch, seq_len, hidden_size)``, instead of ``input_ids``.
-            labels: ``(batch, seq_len)``, -100 where no loss is wanted.
-            position_ids: ``(batch, seq_len)`` positions counted from 0 for the first real token;
-                shifted by ``num_virtual_tokens`` here (as PEFT does for prefixes). For a soft prompt
-                the virtual tokens get positions ``0..num_virtual_tokens-1`` in front (PEFT instead
-                drops ``position_ids`` for prompt tuning, with a warning). When ``None``, the model
-                counts from the cache length, i.e. from ``num_virtual_tokens``.
-            past_key_values: A cache returned by an earlier call of this model (it starts with the
-                virtual tokens): they are then not injected again, and ``attention_mask`` covers the
-                earlier real tokens plus the new ones.
-            **kwargs: Passed to the base model (``use_cache``, ``output_attentions``, ...).
-
-        Returns:
-            The base model's output (``CausalLMOutputWithPast``).
-
-        Raises:
-            ValueError: neither ``input_ids`` nor ``inputs_embeds`` given.
-        """
-        config = self.active_peft_config
-        num_virtual = config.num_virtual_tokens
-        if self.training and config.peft_type is PeftType.PREFIX_TUNING:
-            _refuse_checkpointing(self.base_model)
-        if input_ids is None and inputs_embeds is None:
-            raise ValueError("forward needs input_ids (batch, seq_len) or inputs_embeds (batch, seq_len, hidden_size).")
-        batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        continuing = past_key_values is not None and past_key_values.get_seq_length() > 0
-        if attention_mask is not None:
-            attention_mask = extend_attention_mask(attention_mask, num_virtual)  # (B, P + T)
-        if position_ids is not None:
-            position_ids = position_ids + num_virtual
-        if config.peft_type is PeftType.PREFIX_TUNING or continuing:
-            cache = past_key_values if continuing else self.get_prompt(batch_size)
-        else:  # prompt tuning: the virtual tokens are the first inputs
-            cache = past_key_values
-            inputs_embeds, position_ids = self._prepend_soft_prompt(input_ids, inputs_embeds, position_ids)
-            input_ids = None
-            if labels is not None:
-                labels = torch.cat([labels.new_full((batch_size, num_virtual), -100), labels], dim=1)
-        if position_ids is not None:
-            kwargs["position_ids"] = position_ids
-        if cache is not None:
-            kwargs[self._cache_kwarg] = cache
-        return self.base_model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            labels=labels,
-            **kwargs,
-        )
-
-    def _prepend_soft_prompt(
-        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, position_ids: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Prompt tuning: ``(B, P + T, hidden)`` embeddings with the soft prompt first, and positions
-        ``0..P-1`` prepended to ``position_ids`` (already shifted by P) when they are given."""
-        if inputs_embeds is None:
-            inputs_embeds = self.base_model.get_input_embeddings()(input_ids)  # (B, T, hidden)
-        batch_size, num_virtual = inputs_embeds.shape[0], self.active_peft_config.num_virtual_tokens
-        inputs_embeds = torch.cat([self.get_prompt(batch_size).to(inputs_embeds.dtype), inputs_embeds], dim=1)
-        if position_ids is not None:
-            virtual_positions = torch.arange(num_virtual, device=position_ids.device).expand(batch_size, -1)
-            position_ids = torch.cat([virtual_positions, position_ids], dim=1)
-        return inputs_embeds, position_ids
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """``base_model.generate`` with the virtual tokens injected at the first step.
-
-        Takes everything ``transformers.GenerationMixin.generate`` takes (``max_new_tokens``,
-        ``do_sample``, ``num_beams``, ``use_cache``, ``inputs_embeds``, ...). For batches, pad on the
-        left. To continue a conversation, pass the cache a previous call returned
-        (``return_dict_in_generate=True`` gives ``past_key_values``) with the whole conversation as
-        ``input_ids``: that cache already starts with the prefix, so it is kept, not replaced.
-
-        How: for the duration of the call, the base model's ``prepare_inputs_for_generation`` is
-        replaced by :meth:`prepare_inputs_for_generation`, which at the first step fills the (empty)
-        cache with the prefix (or prepends the soft prompt to the input embeddings), and at every
-        step prepends ``num_virtual_tokens`` ones to the attention mask and shifts the position
-        ids. This is PEFT's approach (``PeftModelForCausalLM.generate``).
-        """
-        base = self.base_model
-        self._base_prepare_inputs_for_generation = base.prepare_inputs_for_generation
-        base.prepare_inputs_for_generation = self.prepare_inputs_for_generation
-        try:
-            return base.generate(*args, **kwargs)
-        finally:
-            del base.prepare_inputs_for_generation  # the class's method is visible again
-
-    def prepare_inputs_for_generation(
-        self, *args: Any, inputs_embeds: torch.Tensor | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """The base model's inputs for one generation step, with the virtual tokens added.
-
-        ``inputs_embeds`` is named in the signature because transformers checks for it before it
-        lets ``generate`` start from embeddings.
-
-        Raises:
-            ValueError: a cache type other than ``DynamicCache`` (e.g. ``cache_implementation="static"``),
-                or a 4-D attention mask.
-        """
-        from transformers import DynamicCache
-
-        config = self.active_peft_config
-        num_virtual = config.num_virtual_tokens
-        caller_cache = kwargs.get(self._cache_kwarg)
-        if (
-            kwargs.get("is_first_iteration")
-            and kwargs.get("next_sequence_length") is not None
-            and caller_cache is not None
-            and caller_cache.get_seq_length() > 0
-        ):
-            # Continuing from a cache the caller passed (a second chat turn): it starts with the prefix,
-            # which is not in input_ids, so transformers' count of the tokens still to process is short
-            # by num_virtual_tokens.
-            kwargs["next_sequence_length"] += num_virtual
-        inputs = self._base_prepare_inputs_for_generation(*args, inputs_embeds=inputs_embeds, **kwargs)
-        key = self._cache_kwarg
-        cache = inputs.get(key)
-        if cache is not None and not isinstance(cache, DynamicCache):
-            raise ValueError(
-                f"minipeft generates with a DynamicCache only, got {type(cache).__name__}; "
-                "remove cache_implementation from the generation config."
-            )
-        if inputs.get("use_cache") is False:
-            # Without a cache every step re-reads the whole sequence. The model still appends to a
-            # cache it is given and generate hands that back, so start from a fresh prefix each time.
-            cache = None
-        first_step = cache is None or cache.get_seq_length() == 0
-        if inputs.get("position_ids") is not None:
-            inputs["position_ids"] = inputs["position_ids"] + num_virtual
-        if first_step and config.peft_type is PeftType.PREFIX_TUNING:
-            tokens = inputs.get("input_ids")
-            batch_size = (tokens if tokens is not None else inputs["inputs_embeds"]).shape[0]
-            # fill the cache object that generate holds (if any), so it sees the prefix in its own cache
-            inputs[key] = self.get_prompt(batch_size, cache=cache)
-        elif first_step:  # prompt tuning: the soft prompt goes before the embedded input tokens
-            inputs["inputs_embeds"], inputs["position_ids"] = self._prepend_soft_prompt(
-                inputs.get("input_ids"), inputs.get("inputs_embeds"), inputs.get("position_ids")
-            )
-            inputs["input_ids"] = None
-        mask = inputs.get("attention_mask")
-        if mask is not None:
-            if mask.dim() != 2:
-                raise ValueError(f"minipeft generates with a 2-D attention mask (batch, seq_len), got {mask.dim()}-D.")
-            inputs["attention_mask"] = extend_attention_mask(mask, num_virtual)
-        return inputs
-
-
 def _refuse_checkpointing(model: nn.Module) -> None:
-    """Raise if gradient (activation) checkpointing is on: transformers then drops ``past_key_values``."""
+    """Raise if gradient (activation) checkpointing is on: transformers then drops the cache, the prefix."""
     if any(getattr(m, "gradient_checkpointing", False) for m in model.modules()):
         raise ValueError(
             "Prefix tuning does not work with gradient (activation) checkpointing: the prefix is passed as "
@@ -470,26 +327,24 @@ def _refuse_checkpointing(model: nn.Module) -> None:
 def get_peft_model(model: nn.Module, peft_config: PromptLearningConfig, adapter_name: str = "default") -> PeftModel:
     """Freeze ``model`` and attach the adapter that ``peft_config`` describes.
 
-    The config is copied and its missing shape fields are filled from ``model.config`` (see
-    :meth:`PrefixTuningConfig.fill_from_model_config`); ``base_model_name_or_path`` is taken from
-    ``model.name_or_path`` when unset.
+    The config is copied and its missing shape fields are filled from ``model.config``;
+    ``base_model_name_or_path`` is taken from ``model.name_or_path`` when unset.
 
     Args:
-        model: A transformers decoder-only model (``AutoModelForCausalLM``), or for
-            ``task_type=SEQ_CLS`` a classifier (``AutoModelForSequenceClassification``, e.g. BERT),
-            or for ``task_type=SEQ_2_SEQ_LM`` an encoder-decoder (``AutoModelForSeq2SeqLM``: T5, BART).
-        peft_config: A :class:`~minipeft.PrefixTuningConfig` (Prefix Tuning / P-Tuning v2) or a
-            :class:`~minipeft.PromptTuningConfig` (input-only soft prompt).
+        model: A transformers model for the config's task: ``AutoModelForCausalLM`` (``CAUSAL_LM``),
+            ``AutoModelForSequenceClassification`` (``SEQ_CLS``), ``AutoModelForSeq2SeqLM`` (``SEQ_2_SEQ_LM``).
+        peft_config: A :class:`~minipeft.PrefixTuningConfig` or :class:`~minipeft.PromptTuningConfig`.
         adapter_name: Name of the adapter; PEFT's default is ``"default"``.
 
     Returns:
-        A :class:`PeftModelForCausalLM`, a :class:`~minipeft.PeftModelForSequenceClassification`
-        for ``task_type=SEQ_CLS`` or a :class:`~minipeft.PeftModelForSeq2SeqLM` for
-        ``task_type=SEQ_2_SEQ_LM`` (PEFT's ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``).
+        The wrapper registered for the config's task type: :class:`~minipeft.PeftModelForCausalLM`,
+        :class:`~minipeft.PeftModelForSequenceClassification` or :class:`~minipeft.PeftModelForSeq2SeqLM`.
 
     Raises:
         TypeError: ``peft_config`` is not a minipeft config, or ``model`` is already wrapped.
         ValueError: the config does not fit the model (see ``fill_from_model_config``).
+
+    Explained in: book/01_why_prefix_tuning.ipynb
     """
     if not isinstance(peft_config, (PrefixTuningConfig, PromptTuningConfig)):
         raise TypeError(
@@ -502,17 +357,4 @@ def get_peft_model(model: nn.Module, peft_config: PromptLearningConfig, adapter_
     config.fill_from_model_config(model.config)
     if config.base_model_name_or_path is None:
         config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
-    return _peft_model_class(config)(model, config, adapter_name)
-
-
-def _peft_model_class(config: PromptLearningConfig) -> type[PeftModel]:
-    """The wrapper for the config's task type (PEFT's ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``)."""
-    if config.task_type is TaskType.SEQ_2_SEQ_LM:
-        from .seq2seq import PeftModelForSeq2SeqLM
-
-        return PeftModelForSeq2SeqLM
-    if config.task_type is TaskType.SEQ_CLS:
-        from .seq_cls import PeftModelForSequenceClassification
-
-        return PeftModelForSequenceClassification
-    return PeftModelForCausalLM
+    return PeftModel._TASK_CLASSES[config.task_type](model, config, adapter_name)

@@ -2,38 +2,30 @@
 
 An adapter folder, as PEFT 0.21 writes it for prompt-learning methods:
 
-- ``adapter_config.json``: the config, PEFT's keys (``peft_type``, ``task_type``,
-  ``num_virtual_tokens``, ``token_dim``, ``num_layers``, ``num_attention_heads``, ...);
-- ``adapter_model.safetensors``: one tensor, ``prompt_embeddings``. For a prefix it is the table the
-  model uses, ``(num_virtual_tokens, 2*num_layers*token_dim)``, *after* the MLP when
-  ``prefix_projection=True`` (the MLP is discarded, Li & Liang 2021 section 4.3); for a soft prompt,
-  ``(num_virtual_tokens, hidden_size)``. The safetensors metadata records ``minipeft_version``
-  (``adapter_config.json`` keeps PEFT's keys only, so that PEFT loads it without warnings).
-  A ``SEQ_CLS`` adapter also holds its trained classification head under PEFT's names: the
-  ``state_dict`` of each module in ``modules_to_save`` under ``base_model.<module path>.``, e.g.
-  ``base_model.classifier.weight`` (BERT) or ``base_model.classifier.out_proj.weight`` (RoBERTa);
+- ``adapter_config.json``: the config with PEFT's keys (:func:`minipeft.config.config_to_json`);
+- ``adapter_model.safetensors``: ``prompt_embeddings``, the table the model uses,
+  ``(num_virtual_tokens, 2*num_layers*token_dim)`` for a prefix (after the MLP, Li & Liang 2021
+  section 4.3), ``(num_virtual_tokens, hidden_size)`` for a soft prompt; a ``SEQ_CLS`` adapter adds
+  its trained head under PEFT's keys (``base_model.classifier.weight``, ...);
 - ``README.md``: a short model card.
 
-minipeft adds one file that PEFT ignores: ``prefix_encoder.safetensors``, the trainable state of a
-reparameterised prefix (embedding and MLP), written only when ``prefix_projection=True`` and the
-model is not in inference mode, so that ``from_pretrained(..., is_trainable=True)`` continues
-training the same parameters. Without it (an adapter saved by PEFT), training resumes from the
-saved table as a plain P-Tuning v2 prefix (a warning says so).
+minipeft adds ``prefix_encoder.safetensors`` (ignored by PEFT): a reparameterised prefix's
+embedding and MLP, so that ``from_pretrained(..., is_trainable=True)`` continues training them.
 
-Nothing lost, no one let in: every file is first written completely under a temporary name in the
-target folder, then renamed into place (``os.replace``); a failure while writing leaves the earlier
-adapter as it was. Loading reads safetensors only; a pickled ``adapter_model.bin`` is refused unless
-``allow_pickle=True``, and then read with ``torch.load(weights_only=True)``. Everything is checked
-before the base model is touched.
+Nothing lost: every file is written completely under a temporary name, then renamed into place,
+so a failure leaves the earlier adapter as it was. Nothing run: weights are read from safetensors;
+a pickled ``adapter_model.bin`` only with ``allow_pickle=True``, through ``torch.load(weights_only=True)``.
+Everything is checked before the base model is touched.
 
-Follows PEFT ``src/peft/peft_model.py`` (``save_pretrained``, ``from_pretrained``), ``src/peft/config.py``
-(``PeftConfig.from_pretrained``) and ``src/peft/utils/save_and_load.py``.
+Follows PEFT ``src/peft/peft_model.py`` (``save_pretrained``, ``from_pretrained``) and
+``src/peft/utils/save_and_load.py``.
 
 Explained in: book/05_saving_and_loading.ipynb
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -44,52 +36,30 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, TaskType
-from .prompt_tuning import PromptTuningConfig
+from ._version import __version__
+from .config import (
+    CONFIG_NAME,
+    PeftType,
+    PrefixTuningConfig,
+    PromptLearningConfig,
+    ShapeMismatchError,
+    TaskType,
+    config_to_json,
+    load_config,
+)
+from .modules_to_save import modules_to_save_state
+from .prefix_encoder import PrefixEncoder
+from .prompt_tuning import PromptEmbedding
 
-CONFIG_NAME = "adapter_config.json"
+__all__ = []  # internals of PeftModel.save_pretrained / from_pretrained
+
+
 WEIGHTS_NAME = "adapter_model.safetensors"
 PICKLE_WEIGHTS_NAME = "adapter_model.bin"
 ENCODER_STATE_NAME = "prefix_encoder.safetensors"
 MODEL_CARD_NAME = "README.md"
-
-CONFIG_CLASSES: dict[str, type[PromptLearningConfig]] = {
-    PeftType.PREFIX_TUNING.value: PrefixTuningConfig,
-    PeftType.PROMPT_TUNING.value: PromptTuningConfig,
-}
-# Keys PEFT 0.21 writes that minipeft has no use for; written as PEFT writes them, so files match.
-PEFT_ONLY_KEYS: dict[str, Any] = {"auto_mapping": None, "revision": None}
-
-
-def config_to_json(config: PromptLearningConfig) -> dict[str, Any]:
-    """``adapter_config.json``'s content: the config's fields plus PEFT's bookkeeping keys, sorted."""
-    values = {**PEFT_ONLY_KEYS, **config.to_dict()}
-    if isinstance(config, PrefixTuningConfig):
-        values.setdefault("init_weights", None)
-    return dict(sorted(values.items()))
-
-
-def load_config(folder: str | os.PathLike) -> PromptLearningConfig:
-    """Read ``folder/adapter_config.json`` into the config class its ``peft_type`` names.
-
-    Raises:
-        FileNotFoundError: no ``adapter_config.json`` in ``folder``.
-        ValueError: the file is not valid JSON, or its ``peft_type`` is not one minipeft implements.
-    """
-    path = Path(folder) / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {folder} an adapter folder written by save_pretrained?")
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-    peft_type = values.get("peft_type")
-    if peft_type not in CONFIG_CLASSES:
-        raise ValueError(
-            f"{path} has peft_type={peft_type!r}; minipeft loads {', '.join(CONFIG_CLASSES)} adapters only."
-        )
-    return CONFIG_CLASSES[peft_type].from_dict(values)
 
 
 def _write_atomically(path: Path, write: Any) -> Path:
@@ -128,8 +98,6 @@ def save_adapter(
     """
     folder = Path(save_directory)
     folder.mkdir(parents=True, exist_ok=True)
-    from . import __version__
-
     values = config_to_json(config)
     values["inference_mode"] = True
     tensors = {"prompt_embeddings": prompt_embeddings.detach().to("cpu", torch.float32).contiguous()}
@@ -206,8 +174,6 @@ def load_adapter_weights(folder: str | os.PathLike, allow_pickle: bool = False) 
 
 def model_card(config: PromptLearningConfig, trainable: int, table_numel: int) -> str:
     """A short README.md for an adapter folder (PEFT-style front matter, so the Hub recognises it)."""
-    from . import __version__
-
     base = config.base_model_name_or_path or ""
     classifier = config.task_type is TaskType.SEQ_CLS
     auto_class, pipeline_tag, what = {
@@ -256,10 +222,79 @@ model = PeftModel.from_pretrained(base, "path/to/this/folder")
 """
 
 
-def warn_resuming_without_mlp(folder: Path) -> None:
-    warnings.warn(
-        f"{folder} holds the projected prefix table but not the MLP that produced it (no {ENCODER_STATE_NAME}, "
-        "e.g. an adapter saved by PEFT). Training resumes from the table as a plain P-Tuning v2 prefix "
-        "(prefix_projection=False).",
-        stacklevel=3,
-    )
+def write_adapter(peft_model: Any, save_directory: str | os.PathLike) -> None:
+    """Save ``peft_model``'s active adapter to ``save_directory`` (``PeftModel.save_pretrained``)."""
+    config = peft_model.active_peft_config
+    encoder = peft_model.prompt_encoder[peft_model.active_adapter]
+    with torch.no_grad():
+        table = peft_model.prompt_table()[0].float()  # (P, width)
+    encoder_state = encoder.state_dict() if getattr(encoder, "prefix_projection", False) else None
+    head = modules_to_save_state(peft_model.base_model, peft_model.active_adapter)  # a trained head, PEFT's keys
+    head_numel = sum(v.numel() for v in head.values())
+    trainable = sum(p.numel() for p in encoder.parameters()) + head_numel
+    card = model_card(config, trainable, table.numel() + head_numel)
+    save_adapter(save_directory, config, table, encoder_state, card, modules_to_save_state=head)
+
+
+def read_adapter(
+    model: nn.Module, model_id: str | os.PathLike, is_trainable: bool = False, allow_pickle: bool = False
+) -> tuple[PromptLearningConfig, nn.Module, dict[str, torch.Tensor]]:
+    """Read and check an adapter folder for ``model``, without touching ``model`` (``PeftModel.from_pretrained``).
+
+    Returns:
+        ``(config, encoder, other_tensors)``: the filled config (``inference_mode = not
+        is_trainable``), the prefix encoder or soft prompt holding the saved weights, and the
+        file's tensors of base-model modules by key (a ``SEQ_CLS`` head: ``base_model.classifier.weight``).
+
+    Raises:
+        FileNotFoundError: no config or no weights.
+        ValueError: an unsupported ``peft_type``; corrupt weights; an adapter whose shapes do not
+            fit ``model`` (naming both), or whose table has another shape than its config says.
+    """
+    folder = Path(model_id)
+    config = load_config(folder)
+    config.inference_mode = not is_trainable
+    tensors = load_adapter_weights(folder, allow_pickle=allow_pickle)
+    table = tensors.pop("prompt_embeddings")
+    encoder_state = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
+    tensors = {k: v for k, v in tensors.items() if k.startswith("base_model.")}  # a trained head, if any
+    try:
+        config.fill_from_model_config(model.config)
+    except ShapeMismatchError as error:
+        raise ValueError(
+            f"{folder / CONFIG_NAME} was made for another base model than this {type(model).__name__}: "
+            f"{error.describe()}."
+        ) from None
+    prefix = isinstance(config, PrefixTuningConfig)
+    width = 2 * config.num_prefix_layers * config.token_dim if prefix else config.token_dim
+    if tuple(table.shape) != (config.num_virtual_tokens, width):
+        raise ValueError(
+            f"{folder / WEIGHTS_NAME}: prompt_embeddings has shape {tuple(table.shape)}, but the config and the "
+            f"base model need ({config.num_virtual_tokens}, {width})."
+        )
+    projected = prefix and config.prefix_projection and is_trainable
+    if projected and not encoder_state:
+        warnings.warn(
+            f"{folder} holds the projected prefix table but not the MLP that produced it (no {ENCODER_STATE_NAME}, "
+            "e.g. an adapter saved by PEFT). Training resumes from the table as a plain P-Tuning v2 prefix "
+            "(prefix_projection=False).",
+            stacklevel=3,
+        )
+        config.prefix_projection = projected = False
+    if prefix:
+        encoder = PrefixEncoder(config)
+    else:  # the saved table replaces any initialisation, so no tokenizer is needed
+        build_config = dataclasses.replace(config, prompt_tuning_init="RANDOM", tokenizer_kwargs=None)
+        encoder = PromptEmbedding(build_config, model.get_input_embeddings())
+    with torch.no_grad():
+        if not projected:
+            encoder.embedding.weight.copy_(table.to(encoder.embedding.weight))
+            return config, encoder, tensors
+        try:
+            encoder.load_state_dict(encoder_state)
+        except RuntimeError as error:
+            raise ValueError(f"{folder / ENCODER_STATE_NAME} does not fit the config: {error}") from None
+        recomputed = encoder(torch.arange(config.num_virtual_tokens).unsqueeze(0))[0]
+        if not torch.allclose(recomputed, table.to(recomputed), atol=1e-4, rtol=1e-4):
+            raise ValueError(f"{folder}: {ENCODER_STATE_NAME} does not produce the table in {WEIGHTS_NAME}.")
+    return config, encoder, tensors

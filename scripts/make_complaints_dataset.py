@@ -1,11 +1,11 @@
-"""Write minipeft/data/complaints.jsonl: short customer-service posts labelled complaint / no complaint.
+"""Write minipeft/book/complaints.jsonl: short customer-service posts labelled complaint / no complaint.
 
 The book needs a task in the style of RAFT's twitter_complaints (Tweet text : ... Label : complaint)
 that runs offline. This script composes posts from hand-written fragments: 14 industries with their
 own brands, products, problems and praise, and 20 post styles (plain, question, sarcasm, praise with
 a problem inside, a resolved problem, neutral questions, ...). Typos are added to some posts. The
 result is deterministic (seed 0), balanced, de-duplicated, and split into train / validation / test.
-See minipeft/data/DATASHEET.md.
+See minipeft/book/DATASHEET.md.
 
 Usage: python scripts/make_complaints_dataset.py
 """
@@ -16,7 +16,7 @@ import json
 import random
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "minipeft" / "data" / "complaints.jsonl"
+OUT = Path(__file__).resolve().parent.parent / "minipeft" / "book" / "complaints.jsonl"
 SPLITS = {"train": 480, "validation": 96, "test": 192}
 
 # industry: (handle, [(thing, problem, consequence)], [praise], [neutral question])

@@ -25,8 +25,8 @@ from minipeft import (
     get_peft_model,
     load_complaints,
     load_encoder_classifier,
-    models,
 )
+from minipeft.book import embedded_models as models
 
 ATOL = 1e-5
 LABELS = {0: "complaint", 1: "no complaint"}

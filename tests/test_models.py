@@ -7,7 +7,8 @@ import importlib.util
 import pytest
 import torch
 
-from minipeft import HUB_MODEL_ID, embedded_gguf_path, models
+from minipeft import HUB_MODEL_ID, embedded_gguf_path
+from minipeft.book import embedded_models as models
 
 
 def test_embedded_model_is_smollm2_135m(smollm2):

@@ -11,7 +11,8 @@ import torch
 from conftest import padded_batch, tiny_gpt2, tiny_llama
 from safetensors import safe_open
 
-from minipeft import PeftConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model, save_load
+from minipeft import PeftConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
+from minipeft import save_load
 
 ATOL = 1e-5
 

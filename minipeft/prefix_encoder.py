@@ -3,13 +3,11 @@
 Two ways to produce the prefix, a tensor ``(batch, num_virtual_tokens, 2*num_layers*token_dim)``
 that holds every layer's keys and values:
 
-- P-Tuning v2, as PEFT names the MLP-free variant: the prefix *is* the parameter, one embedding
-  row of width ``2*num_layers*token_dim`` per virtual token. (Liu et al. 2022, section 3.3, make the
-  reparameterisation optional: "its usefulness depends on tasks and datasets".)
-- Prefix Tuning (Li & Liang 2021, section 4.3, equation 5): a smaller embedding of width
-  ``token_dim`` passed through an MLP, ``Linear(token_dim, encoder_hidden_size) -> Tanh ->
-  Linear(encoder_hidden_size, 2*num_layers*token_dim)``. Only the MLP's output is needed after
-  training, so the MLP can be dropped then (``inference_mode=True``).
+- P-Tuning v2 (PEFT's name for the MLP-free variant; Liu et al. 2022, section 3.3): the prefix
+  *is* the parameter, one embedding row of width ``2*num_layers*token_dim`` per virtual token.
+- Prefix Tuning (Li & Liang 2021, section 4.3, equation 5): an embedding of width ``token_dim``
+  through ``Linear(token_dim, encoder_hidden_size) -> Tanh -> Linear(encoder_hidden_size,
+  2*num_layers*token_dim)``; after training only the output is needed (``inference_mode=True``).
 
 Follows PEFT ``src/peft/tuners/prefix_tuning/model.py`` (same module names: ``embedding``,
 ``transform``), so state dicts line up.
@@ -24,6 +22,8 @@ from torch import nn
 
 from .config import PrefixTuningConfig
 
+__all__ = ["PrefixEncoder"]
+
 
 class PrefixEncoder(nn.Module):
     """Maps virtual-token indices to every layer's prefix keys and values.
@@ -37,6 +37,8 @@ class PrefixEncoder(nn.Module):
 
     Raises:
         ValueError: ``num_layers`` or ``token_dim`` is not filled in yet.
+
+    Explained in: book/03_prefix_encoder.ipynb
     """
 
     def __init__(self, config: PrefixTuningConfig) -> None:
@@ -71,9 +73,8 @@ class PrefixEncoder(nn.Module):
     def load_prompt_embeddings(self, prompt_embeddings: torch.Tensor) -> None:
         """Set the prefix table, e.g. to :func:`minipeft.prefix_from_text` or a saved adapter's table.
 
-        Same name and rule as PEFT's ``PrefixEncoder.load_prompt_embeddings``: only without the MLP
-        (an MLP's input cannot be recovered from its output). Unlike PEFT, an encoder built with
-        ``prefix_projection=True, inference_mode=True`` accepts it: in inference mode it has no MLP.
+        PEFT's ``PrefixEncoder.load_prompt_embeddings``: only without the MLP (its input cannot be
+        recovered from its output); in inference mode there is no MLP.
 
         Args:
             prompt_embeddings: ``(num_virtual_tokens, 2*num_layers*token_dim)``.

@@ -26,7 +26,7 @@ def load_complaints(split: str) -> list[dict[str, Any]]:
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; choose one of {', '.join(SPLITS)}.")
-    text = resources.files(__name__).joinpath("complaints.jsonl").read_text(encoding="utf-8")
+    text = resources.files(__package__).joinpath("complaints.jsonl").read_text(encoding="utf-8")
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [row for row in rows if row["split"] == split]
 

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .data import LABELS, format_prompt
-from .injection import position_ids_kwargs
+from ..injection import position_ids_kwargs
+from .complaints import LABELS, format_prompt
 
 
 @dataclass

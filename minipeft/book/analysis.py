@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .injection import position_ids_kwargs
+from ..injection import position_ids_kwargs
 
 
 def nearest_tokens(

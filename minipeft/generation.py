@@ -1,0 +1,118 @@
+"""Generating with virtual tokens: the base model's ``generate``, with the prefix injected at the first step.
+
+``generate`` runs the base model's own ``generate`` (greedy, sampling, beam search, ...) and, for
+the duration of the call, replaces the base model's ``prepare_inputs_for_generation`` by
+:meth:`GenerationMixin.prepare_inputs_for_generation`. At the first step (the cache is empty) a
+task's hook puts the prefix into the cache ``generate`` created (or the soft prompt before the
+input embeddings); at every step the attention mask grows by ``num_virtual_tokens`` ones on the left.
+Later steps find the prefix in the cache. This is PEFT's approach
+(``PeftModelForCausalLM.generate`` in ``src/peft/peft_model.py``).
+
+Explained in: book/06_generation_and_cost.ipynb
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ClassVar
+
+import torch
+from transformers import DynamicCache, EncoderDecoderCache
+
+from .injection import extend_attention_mask
+
+__all__ = []  # internals of generate
+
+
+class GenerationMixin:
+    """``generate`` for a :class:`~minipeft.PeftModel` whose task generates (causal LM, seq2seq LM).
+
+    Hooks for the task: :meth:`_generation_context` (around the whole call) and
+    :meth:`_first_generation_step` (fills the first step's inputs); at every step the mask named
+    ``_GENERATION_MASK`` grows by ``num_virtual_tokens`` and the positions named
+    ``_GENERATION_POSITIONS`` (if any) shift by it.
+
+    Explained in: book/06_generation_and_cost.ipynb
+    """
+
+    _GENERATION_MASK: ClassVar[str] = "attention_mask"
+    _GENERATION_POSITIONS: ClassVar[str | None] = None
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """``base_model.generate`` with the virtual tokens injected at the first step.
+
+        Takes everything ``transformers.GenerationMixin.generate`` takes (``max_new_tokens``,
+        ``do_sample``, ``num_beams``, ``use_cache``, ``inputs_embeds``, ...). Pad batches on the
+        left. To continue a conversation, pass the cache a previous call returned
+        (``return_dict_in_generate=True``) with the whole conversation as ``input_ids``: it already
+        starts with the prefix, so it is kept.
+
+        Raises:
+            ValueError: a cache other than ``DynamicCache`` (e.g. ``cache_implementation="static"``),
+                or a mask that is not 2-D.
+        """
+        base = self.base_model
+        self._base_prepare_inputs_for_generation = base.prepare_inputs_for_generation
+        base.prepare_inputs_for_generation = self.prepare_inputs_for_generation
+        try:
+            with self._generation_context(args, kwargs):
+                return base.generate(*args, **kwargs)
+        finally:
+            del base.prepare_inputs_for_generation  # the class's method is visible again
+
+    def _generation_context(self, args: tuple, kwargs: dict[str, Any]) -> contextlib.AbstractContextManager:
+        """Hook: a context around the whole ``generate`` call; may change ``kwargs``."""
+        return contextlib.nullcontext()
+
+    def _first_generation_step(self, inputs: dict[str, Any], cache: Any) -> None:
+        """Hook: put the virtual tokens into the first step's ``inputs`` (``cache``: the empty cache or ``None``)."""
+        raise NotImplementedError
+
+    def prepare_inputs_for_generation(
+        self, *args: Any, inputs_embeds: torch.Tensor | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """The base model's inputs for one generation step, with the virtual tokens added.
+
+        ``inputs_embeds`` is named in the signature because transformers checks for it before it
+        lets ``generate`` start from embeddings.
+        """
+        num_virtual = self.active_peft_config.num_virtual_tokens
+        caller_cache = kwargs.get(self._cache_kwarg)
+        if kwargs.get("is_first_iteration") and kwargs.get("next_sequence_length") is not None:
+            if caller_cache is not None and caller_cache.get_seq_length() > 0:
+                # a caller's cache starts with the prefix, which is not in input_ids: transformers'
+                # count of the tokens still to process is short by num_virtual_tokens
+                kwargs["next_sequence_length"] += num_virtual
+        inputs = self._base_prepare_inputs_for_generation(*args, inputs_embeds=inputs_embeds, **kwargs)
+        cache = inputs.get(self._cache_kwarg)
+        if cache is not None and not _is_dynamic(cache):
+            raise ValueError(
+                f"minipeft generates with a DynamicCache (an EncoderDecoderCache of DynamicCaches for an "
+                f"encoder-decoder) only, got {type(cache).__name__}; remove cache_implementation from the "
+                "generation config."
+            )
+        if inputs.get("use_cache") is False:
+            # Without a cache every step re-reads the whole sequence. The model still appends to a
+            # cache it is given and generate hands that back, so start from a fresh prefix each time.
+            cache = None
+        positions = inputs.get(self._GENERATION_POSITIONS) if self._GENERATION_POSITIONS else None
+        if positions is not None:
+            inputs[self._GENERATION_POSITIONS] = positions + num_virtual
+        if cache is None or cache.get_seq_length() == 0:
+            self._first_generation_step(inputs, cache)
+        key = self._GENERATION_MASK
+        mask = inputs.get(key)
+        if mask is not None:
+            if mask.dim() != 2:
+                raise ValueError(f"minipeft generates with a 2-D {key} (batch, seq_len), got {mask.dim()}-D.")
+            inputs[key] = extend_attention_mask(mask, num_virtual)  # (B, P + T)
+        return inputs
+
+
+def _is_dynamic(cache: Any) -> bool:
+    """A ``DynamicCache``, or an ``EncoderDecoderCache`` of two: the caches a prefix can be put into."""
+    if isinstance(cache, EncoderDecoderCache):
+        return isinstance(cache.self_attention_cache, DynamicCache) and isinstance(
+            cache.cross_attention_cache, DynamicCache
+        )
+    return isinstance(cache, DynamicCache)

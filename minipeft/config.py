@@ -1,11 +1,8 @@
 """Every adapter configuration, with PEFT's field names, and reading ``adapter_config.json``.
 
-References:
-    - Li & Liang 2021, "Prefix-Tuning", section 4; Liu et al. 2022, "P-Tuning v2", section 3;
-      Lester et al. 2021, "The Power of Scale for Parameter-Efficient Prompt Tuning", section 2.
-    - PEFT: ``src/peft/config.py`` (``PromptLearningConfig``, ``PeftConfig.from_pretrained``),
-      ``src/peft/tuners/{prefix_tuning,prompt_tuning}/config.py`` and ``src/peft/utils/other.py``
-      (``_prepare_prompt_learning_config``, which fills the shape fields from the base model's config).
+References: Li & Liang 2021 (section 4), Liu et al. 2022 (section 3), Lester et al. 2021 (section 2);
+PEFT ``src/peft/config.py``, ``src/peft/tuners/{prefix_tuning,prompt_tuning}/config.py`` and
+``src/peft/utils/other.py`` (``_prepare_prompt_learning_config`` fills the shapes from the model).
 
 Explained in: book/03_prefix_encoder.ipynb (shapes), book/05_saving_and_loading.ipynb (the file)
 """
@@ -20,16 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-__all__ = [
-    "PeftConfig",
-    "PeftType",
-    "PrefixTuningConfig",
-    "PromptLearningConfig",
-    "PromptTuningConfig",
-    "PromptTuningInit",
-    "ShapeMismatchError",
-    "TaskType",
-]
+__all__ = ["PeftConfig", "PeftType", "PrefixTuningConfig", "PromptLearningConfig", "PromptTuningConfig"]
+__all__ += ["PromptTuningInit", "ShapeMismatchError", "TaskType"]
 
 CONFIG_NAME = "adapter_config.json"
 # Keys PEFT 0.21 writes that minipeft has no use for; written as PEFT writes them, so files match.
@@ -37,10 +26,7 @@ PEFT_ONLY_KEYS: dict[str, Any] = {"auto_mapping": None, "revision": None}
 
 
 class TaskType(str, enum.Enum):
-    """What the base model does. The string values are PEFT's (``peft.TaskType``).
-
-    Explained in: book/01_why_prefix_tuning.ipynb
-    """
+    """What the base model does; PEFT's values (``peft.TaskType``). Explained in: book/01_why_prefix_tuning.ipynb"""
 
     SEQ_CLS = "SEQ_CLS"
     SEQ_2_SEQ_LM = "SEQ_2_SEQ_LM"
@@ -51,10 +37,7 @@ class TaskType(str, enum.Enum):
 
 
 class PeftType(str, enum.Enum):
-    """The tuning method. The string values are PEFT's (``peft.PeftType``).
-
-    Explained in: book/01_why_prefix_tuning.ipynb
-    """
+    """The tuning method; PEFT's values (``peft.PeftType``). Explained in: book/01_why_prefix_tuning.ipynb"""
 
     PROMPT_TUNING = "PROMPT_TUNING"
     PREFIX_TUNING = "PREFIX_TUNING"
@@ -66,21 +49,17 @@ class PromptLearningConfig:
 
     Args:
         task_type: What the base model does; each config class implements its ``TASK_TYPES``.
-        num_virtual_tokens: Length of the soft prompt or prefix, in virtual tokens.
-        token_dim: Width of one virtual token's vector; filled from the base model's config.
-        num_layers: Number of transformer layers; filled from the base model's config.
-        num_attention_heads: Number of attention heads; filled from the base model's config.
-        inference_mode: ``True`` freezes the adapter (it is loaded to be used, not trained).
+        num_virtual_tokens: Length of the soft prompt or prefix.
+        token_dim, num_layers, num_attention_heads: Shapes; filled from the base model's config.
+        inference_mode: ``True`` freezes the adapter (loaded to be used, not trained).
         num_transformer_submodules: 1, or 2 for ``SEQ_2_SEQ_LM``; filled from ``task_type``.
         base_model_name_or_path: Where the base model came from; informational.
-        modules_to_save: ``SEQ_CLS`` only: base-model modules trained in full and saved with the
-            adapter (a module matches when its name ends with one of them); PEFT's
-            ``["classifier", "score"]`` are added (:class:`~minipeft.PeftModelForSequenceClassification`).
+        modules_to_save: ``SEQ_CLS`` only: base-model modules trained and saved with the adapter
+            (names they end with); PEFT's ``["classifier", "score"]`` are added.
 
     Raises:
-        ValueError: ``num_virtual_tokens`` missing or not a positive integer; a task type that is not
-            implemented; a non-positive shape field; ``modules_to_save`` that is not a list of names,
-            or given for another task than ``SEQ_CLS``.
+        ValueError: ``num_virtual_tokens`` missing; a task type not implemented; a non-positive shape
+            field; ``modules_to_save`` that is not a list of names, or not for ``SEQ_CLS``.
 
     Explained in: book/03_prefix_encoder.ipynb
     """
@@ -95,13 +74,10 @@ class PromptLearningConfig:
     base_model_name_or_path: str | None = None
     modules_to_save: list[str] | None = None
 
-    #: The method, fixed by each subclass (PEFT writes it to ``adapter_config.json``).
-    PEFT_TYPE: ClassVar[PeftType]
-    #: The task types this method implements in minipeft.
+    PEFT_TYPE: ClassVar[PeftType]  # the method, fixed by each subclass
     TASK_TYPES: ClassVar[tuple[TaskType, ...]] = (TaskType.CAUSAL_LM,)
     _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = ("num_virtual_tokens", "token_dim", "num_layers", "num_attention_heads")
-    #: ``peft_type`` value -> config class, filled as the subclasses are defined.
-    _CLASSES: ClassVar[dict[str, type[PromptLearningConfig]]] = {}
+    _CLASSES: ClassVar[dict[str, type[PromptLearningConfig]]] = {}  # peft_type -> class, filled by subclasses
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -110,7 +86,7 @@ class PromptLearningConfig:
 
     @property
     def peft_type(self) -> PeftType:
-        """The tuning method, e.g. ``PeftType.PREFIX_TUNING``."""
+        """The tuning method (``PEFT_TYPE``)."""
         return self.PEFT_TYPE
 
     def __post_init__(self) -> None:
@@ -148,7 +124,7 @@ class PromptLearningConfig:
         name = type(self).__name__
         if self.modules_to_save is None:
             return
-        if isinstance(self.modules_to_save, str) or not all(isinstance(m, str) and m for m in self.modules_to_save):
+        elif isinstance(self.modules_to_save, str) or not all(isinstance(m, str) and m for m in self.modules_to_save):
             raise ValueError(
                 f"{name}.modules_to_save must be a list of module names such as ['classifier'], "
                 f"got {self.modules_to_save!r}."
@@ -161,45 +137,31 @@ class PromptLearningConfig:
             )
 
     def fill_from_model_config(self, model_config: Any) -> PromptLearningConfig:
-        """Fill ``num_layers``, ``num_attention_heads`` and ``token_dim`` (``hidden_size``) from the model.
-
-        Fields already set are checked, not overwritten.
-
-        Args:
-            model_config: A transformers ``PretrainedConfig`` (or any object with its attributes).
-
-        Returns:
-            ``self``, filled in.
+        """Fill (or check, when set) ``num_layers``, ``num_attention_heads``, ``token_dim`` from a
+        transformers config; returns ``self``.
 
         Raises:
             ValueError: the config lacks a layer count, head count or hidden size;
                 :class:`ShapeMismatchError` when a field set by hand disagrees with the model.
         """
         shape = _model_shape(model_config)
-        self._set_or_check(
-            shape,
-            num_layers=shape["num_hidden_layers"],
-            num_attention_heads=shape["num_attention_heads"],
-            token_dim=shape["hidden_size"],
-        )
+        heads, width = shape["num_attention_heads"], shape["hidden_size"]
+        self._set_or_check(shape, num_layers=shape["num_hidden_layers"], num_attention_heads=heads, token_dim=width)
         return self
 
     def _set_or_check(self, shape: dict[str, int], **expected: int) -> None:
         mismatches = []
         for field, value in expected.items():
-            current = getattr(self, field)
-            if current is None:
+            if getattr(self, field) is None:
                 setattr(self, field, value)
-            elif current != value:
-                mismatches.append(f"{field}={current} where the model needs {field}={value}")
+            elif getattr(self, field) != value:
+                mismatches.append(f"{field}={getattr(self, field)} where the model needs {field}={value}")
         if mismatches:
             raise ShapeMismatchError(type(self).__name__, mismatches, shape)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PromptLearningConfig:
-        """Build a config from a dict with PEFT's keys, e.g. a parsed ``adapter_config.json``.
-
-        Keys that minipeft has no field for (PEFT's ``revision``, ``peft_version``, ...) are ignored.
+        """A config from a dict with PEFT's keys (``adapter_config.json``); unknown keys are ignored.
 
         Raises:
             ValueError: ``values["peft_type"]`` names another method than this class's.
@@ -212,10 +174,7 @@ class PromptLearningConfig:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike) -> PromptLearningConfig:
-        """Read an adapter folder's ``adapter_config.json`` (PEFT's ``PeftConfig.from_pretrained``).
-
-        On ``PeftConfig`` it returns whichever config class the file's ``peft_type`` names; on a
-        subclass, that class or an error.
+        """Read an adapter folder's ``adapter_config.json``: the class its ``peft_type`` names (PEFT's).
 
         Raises:
             FileNotFoundError: no ``adapter_config.json`` in the folder.
@@ -237,43 +196,35 @@ class PromptLearningConfig:
         return out
 
 
-#: PEFT's name for the base config class: ``PeftConfig.from_pretrained(folder)`` reads any adapter's config.
-PeftConfig = PromptLearningConfig
+PeftConfig = PromptLearningConfig  # PEFT's name: PeftConfig.from_pretrained(folder) reads any adapter's config
 
 
 @dataclass
 class PrefixTuningConfig(PromptLearningConfig):
     """A prefix (Prefix Tuning or P-Tuning v2): key/value pairs at every attention layer, PEFT's fields.
 
-    The shape fields (``num_layers``, ``token_dim``, ``num_attention_heads``) are filled from the
-    model's config by :func:`minipeft.get_peft_model` when left as ``None``. The table (the
-    encoder's output, the saved ``prompt_embeddings``) is ``(num_virtual_tokens,
-    2 * num_prefix_layers * token_dim)``.
+    The table (encoder output, saved ``prompt_embeddings``) is ``(num_virtual_tokens,
+    2 * num_prefix_layers * token_dim)``; shape fields left ``None`` are filled by ``get_peft_model``.
 
     Args:
-        task_type: ``CAUSAL_LM`` (Li & Liang 2021), ``SEQ_CLS`` (P-Tuning v2's classifier, Liu et al.
-            2022 section 3) or ``SEQ_2_SEQ_LM`` (T5, BART; :class:`~minipeft.PeftModelForSeq2SeqLM`).
-        num_virtual_tokens: Length of the prefix, in tokens (Li & Liang: "prefix length").
-        token_dim: One layer's keys (or values) per virtual token: ``head_dim * num_key_value_heads``
+        task_type: ``CAUSAL_LM`` (Li & Liang 2021), ``SEQ_CLS`` (Liu et al. 2022 section 3) or
+            ``SEQ_2_SEQ_LM`` (T5, BART).
+        num_virtual_tokens: The prefix length (Li & Liang: "prefix length").
+        token_dim: One layer's keys (or values) per virtual token, ``head_dim * num_key_value_heads``
             (SmolLM2-135M: ``64 * 3 = 192``, not its hidden size 576).
-        num_layers: Attention layers that receive a prefix (for an encoder-decoder PEFT fills the
-            *encoder's* count, although it prefixes only the decoder).
+        num_layers: Attention layers with a prefix (encoder-decoder: the *encoder's* count, as PEFT).
         num_attention_heads: The prefix's head count: the model's ``num_key_value_heads``.
         encoder_hidden_size: Hidden width of the reparameterisation MLP; defaults to ``token_dim``.
-        prefix_projection: ``False``: the prefix is a plain table (P-Tuning v2, Liu et al. 2022
-            section 3.3). ``True``: an embedding through Linear-Tanh-Linear (Li & Liang 2021 section 4.3).
-        inference_mode: ``True`` freezes the prefix and drops the MLP (a fixed table).
-        prefix_encoder_and_cross_attention: ``SEQ_2_SEQ_LM`` only, minipeft only: every encoder
-            layer, decoder layer and cross-attention gets its own prefix (Li & Liang section 4.2);
-            ``num_prefix_layers`` is then ``num_layers + 2 * num_decoder_layers``. PEFT cannot load it.
-        num_decoder_layers: The decoder's layer count, filled only with
-            ``prefix_encoder_and_cross_attention=True``. Not a PEFT field.
+        prefix_projection: ``False``: a plain table (P-Tuning v2, Liu et al. section 3.3); ``True``:
+            an embedding through Linear-Tanh-Linear (Li & Liang section 4.3).
+        prefix_encoder_and_cross_attention: ``SEQ_2_SEQ_LM``, minipeft only: every encoder layer,
+            decoder layer and cross-attention gets a prefix (Li & Liang section 4.2).
+        num_decoder_layers: The decoder's layer count, filled with ``prefix_encoder_and_cross_attention``.
         **other: The fields of :class:`PromptLearningConfig`.
 
     Raises:
-        ValueError: those of :class:`PromptLearningConfig`; ``token_dim`` not divisible by
-            ``num_attention_heads``; ``prefix_encoder_and_cross_attention`` for another task than
-            ``SEQ_2_SEQ_LM``, or ``num_decoder_layers`` without it.
+        ValueError: those of :class:`PromptLearningConfig`; ``token_dim`` not divisible by ``num_attention_heads``;
+            ``prefix_encoder_and_cross_attention`` not for ``SEQ_2_SEQ_LM``; ``num_decoder_layers`` without it.
 
     Explained in: book/03_prefix_encoder.ipynb
     """
@@ -285,16 +236,10 @@ class PrefixTuningConfig(PromptLearningConfig):
 
     PEFT_TYPE: ClassVar[PeftType] = PeftType.PREFIX_TUNING
     TASK_TYPES: ClassVar[tuple[TaskType, ...]] = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS, TaskType.SEQ_2_SEQ_LM)
-    _SHAPE_FIELDS: ClassVar[tuple[str, ...]] = (
-        *PromptLearningConfig._SHAPE_FIELDS,
-        "encoder_hidden_size",
-        "num_decoder_layers",
-    )
-    #: minipeft's own fields, left out of ``to_dict`` at these values (PEFT-compatible files keep PEFT's keys).
-    _MINIPEFT_ONLY_DEFAULTS: ClassVar[dict[str, Any]] = {
-        "prefix_encoder_and_cross_attention": False,
-        "num_decoder_layers": None,
-    }
+    _SHAPE_FIELDS = (*PromptLearningConfig._SHAPE_FIELDS, "encoder_hidden_size", "num_decoder_layers")
+    # minipeft's own fields, left out of to_dict at these values (PEFT-compatible files keep PEFT's keys)
+    _MINIPEFT_ONLY_DEFAULTS: ClassVar[dict[str, Any]] = {"prefix_encoder_and_cross_attention": False}
+    _MINIPEFT_ONLY_DEFAULTS["num_decoder_layers"] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -326,26 +271,19 @@ class PrefixTuningConfig(PromptLearningConfig):
     def head_dim(self) -> int:
         """The width of one key or value head, ``token_dim // num_attention_heads``."""
         if self.token_dim is None or self.num_attention_heads is None:
-            raise ValueError(
-                "PrefixTuningConfig.head_dim needs token_dim and num_attention_heads; call fill_from_model_config first."
-            )
+            raise ValueError("PrefixTuningConfig.head_dim needs token_dim and num_attention_heads; fill them first.")
         return self.token_dim // self.num_attention_heads
 
     @property
     def num_prefix_layers(self) -> int:
-        """How many attention layers' keys and values the table holds side by side.
-
-        Raises:
-            ValueError: ``num_layers`` (or ``num_decoder_layers``) is not filled in yet.
-        """
+        """Attention layers whose keys and values the table holds: ``num_layers`` (+ ``2 * num_decoder_layers``
+        with ``prefix_encoder_and_cross_attention``). Raises ``ValueError`` before they are filled."""
         if self.num_layers is None or (self.prefix_encoder_and_cross_attention and self.num_decoder_layers is None):
             raise ValueError(
                 "PrefixTuningConfig.num_prefix_layers needs num_layers (and num_decoder_layers with "
                 "prefix_encoder_and_cross_attention=True); call fill_from_model_config first."
             )
-        if self.prefix_encoder_and_cross_attention:
-            return self.num_layers + 2 * self.num_decoder_layers
-        return self.num_layers
+        return self.num_layers + 2 * (self.num_decoder_layers if self.prefix_encoder_and_cross_attention else 0)
 
     def to_dict(self) -> dict[str, Any]:
         """PEFT's keys, plus minipeft's own fields where they differ from their PEFT-compatible default."""
@@ -356,28 +294,19 @@ class PrefixTuningConfig(PromptLearningConfig):
         return out
 
     def fill_from_model_config(self, model_config: Any) -> PrefixTuningConfig:
-        """Fill ``num_layers``, ``token_dim``, ``num_attention_heads`` and ``encoder_hidden_size``.
+        """Fill (or check) the shapes from a transformers config, as PEFT's ``_prepare_prompt_learning_config``.
 
-        The prefix's keys and values take the shapes of the model's attention: ``num_key_value_heads``
-        heads (fewer than the query heads under grouped-query attention) of ``head_dim`` each (the
-        config's own ``head_dim`` when it has one, else ``hidden_size // num_attention_heads``).
-        Same result as PEFT's ``_prepare_prompt_learning_config``. For an encoder-decoder,
-        ``num_layers`` is the encoder's count; ``num_decoder_layers`` is filled with
-        ``prefix_encoder_and_cross_attention=True``.
-
-        Returns:
-            ``self``, filled in.
+        The keys and values take the model's attention shapes: ``num_key_value_heads`` heads (fewer
+        than the query heads under grouped-query attention) of ``head_dim`` (the config's own, else
+        ``hidden_size // num_attention_heads``). Returns ``self``.
 
         Raises:
             ValueError: the config lacks a layer count, head count or hidden size;
                 :class:`ShapeMismatchError` when a field set by hand disagrees with the model.
         """
         shape = _model_shape(model_config)
-        expected = {
-            "num_layers": shape["num_hidden_layers"],
-            "num_attention_heads": shape["num_key_value_heads"],
-            "token_dim": shape["head_dim"] * shape["num_key_value_heads"],
-        }
+        heads, layers = shape["num_key_value_heads"], shape["num_hidden_layers"]
+        expected = {"num_layers": layers, "num_attention_heads": heads, "token_dim": shape["head_dim"] * heads}
         if self.prefix_encoder_and_cross_attention:
             expected["num_decoder_layers"] = decoder_layer_count(model_config)
         self._set_or_check(shape, **expected)
@@ -387,10 +316,8 @@ class PrefixTuningConfig(PromptLearningConfig):
 
 
 class PromptTuningInit(str, enum.Enum):
-    """How a soft prompt starts (PEFT's values).
-
-    ``TEXT``: the embeddings of a text's tokens (Lester et al. section 3.2); ``SAMPLE_VOCAB``:
-    embeddings of random vocabulary tokens; ``RANDOM``: ``nn.Embedding``'s N(0, 1).
+    """How a soft prompt starts (PEFT's values): ``TEXT``, a text's token embeddings (Lester et al.
+    section 3.2); ``SAMPLE_VOCAB``, random vocabulary rows; ``RANDOM``, N(0, 1).
 
     Explained in: book/02_virtual_tokens.ipynb
     """
@@ -402,22 +329,18 @@ class PromptTuningInit(str, enum.Enum):
 
 @dataclass
 class PromptTuningConfig(PromptLearningConfig):
-    """A soft prompt (prompt tuning): vectors before the input embeddings only, PEFT's fields.
-
-    ``task_type`` is ``CAUSAL_LM`` or ``SEQ_CLS`` (with a trained head,
-    :class:`~minipeft.PeftModelForSequenceClassification`).
+    """A soft prompt (prompt tuning, ``CAUSAL_LM`` or ``SEQ_CLS``): vectors before the input, PEFT's fields.
 
     Args:
         prompt_tuning_init: A :class:`PromptTuningInit` (or its string value).
-        prompt_tuning_init_text: The text whose token embeddings start the prompt (``TEXT``); its
-            tokens are cut or repeated to ``num_virtual_tokens``.
-        tokenizer_name_or_path: The tokenizer for ``prompt_tuning_init_text`` (a Hub id or folder).
-        tokenizer_kwargs: Extra arguments for ``AutoTokenizer.from_pretrained`` (``TEXT`` only).
+        prompt_tuning_init_text: ``TEXT``: the text whose tokens (cut or repeated) start the prompt.
+        tokenizer_name_or_path: ``TEXT``: the tokenizer for it (a Hub id or folder).
+        tokenizer_kwargs: ``TEXT``: extra arguments for ``AutoTokenizer.from_pretrained``.
         **other: The fields of :class:`PromptLearningConfig`.
 
     Raises:
-        ValueError: ``TEXT`` without a text or a tokenizer; ``tokenizer_kwargs`` without ``TEXT``;
-            an unknown ``prompt_tuning_init``; and the errors of :class:`PromptLearningConfig`.
+        ValueError: those of :class:`PromptLearningConfig`; an unknown ``prompt_tuning_init``; ``TEXT``
+            without a text or a tokenizer; ``tokenizer_kwargs`` without ``TEXT``.
 
     Explained in: book/02_virtual_tokens.ipynb
     """
@@ -461,8 +384,8 @@ class ShapeMismatchError(ValueError):
     """A config's shape fields disagree with the base model's config.
 
     Attributes:
-        mismatches: One ``"field=adapter value where the model needs field=model value"`` per field.
-        model_shape: The model's attention shapes (layers, hidden size, heads, key/value heads, head_dim).
+        mismatches: ``"field=adapter value where the model needs field=model value"``, per field.
+        model_shape: The model's layers, hidden size, heads, key/value heads, head_dim.
 
     Explained in: book/05_saving_and_loading.ipynb
     """
@@ -514,24 +437,19 @@ def _model_shape(model_config: Any) -> dict[str, int]:
     """The attention shapes of a transformers config, under transformers' standard names."""
     if hasattr(model_config, "get_text_config"):
         model_config = model_config.get_text_config()
-    num_layers = _first_attr(model_config, "num_hidden_layers", "num_layers", "n_layer")
-    num_heads = _first_attr(model_config, "num_attention_heads", "n_head", "num_heads")
-    hidden_size = _first_attr(model_config, "hidden_size", "n_embd", "d_model")
-    if num_layers is None:
-        raise ValueError("The model's config has no num_hidden_layers (or n_layer); set num_layers in the config.")
-    if num_heads is None:
-        raise ValueError(
-            "The model's config has no num_attention_heads (or n_head); set num_attention_heads in the config."
-        )
-    if hidden_size is None:
-        raise ValueError("The model's config has no hidden_size (or n_embd); set token_dim in the config.")
-    return {
-        "num_hidden_layers": num_layers,
-        "hidden_size": hidden_size,
-        "num_attention_heads": num_heads,
-        "num_key_value_heads": getattr(model_config, "num_key_value_heads", None) or num_heads,
-        "head_dim": getattr(model_config, "head_dim", None) or hidden_size // num_heads,
-    }
+    shape = {}
+    for name, aliases, field in (
+        ("num_hidden_layers", ("num_layers", "n_layer"), "num_layers"),
+        ("num_attention_heads", ("n_head", "num_heads"), "num_attention_heads"),
+        ("hidden_size", ("n_embd", "d_model"), "token_dim"),
+    ):
+        shape[name] = _first_attr(model_config, name, *aliases)
+        if shape[name] is None:
+            raise ValueError(f"The model's config has no {name} (or {aliases[-1]}); set {field} in the config.")
+    heads = shape["num_attention_heads"]
+    shape["num_key_value_heads"] = getattr(model_config, "num_key_value_heads", None) or heads
+    shape["head_dim"] = getattr(model_config, "head_dim", None) or shape["hidden_size"] // heads
+    return shape
 
 
 def decoder_layer_count(model_config: Any) -> int:

@@ -1,12 +1,9 @@
 """Generating with virtual tokens: the base model's ``generate``, with the prefix injected at the first step.
 
-``generate`` runs the base model's own ``generate`` (greedy, sampling, beam search, ...) and, for
-the duration of the call, replaces the base model's ``prepare_inputs_for_generation`` by
-:meth:`GenerationMixin.prepare_inputs_for_generation`. At the first step (the cache is empty) a
-task's hook puts the prefix into the cache ``generate`` created (or the soft prompt before the
-input embeddings); at every step the attention mask grows by ``num_virtual_tokens`` ones on the left.
-Later steps find the prefix in the cache. This is PEFT's approach
-(``PeftModelForCausalLM.generate`` in ``src/peft/peft_model.py``).
+For the duration of the call the base model's ``prepare_inputs_for_generation`` is replaced: at the
+first step (the cache is empty) a task's hook puts the prefix into the cache ``generate`` created
+(or the soft prompt before the input embeddings); at every step the attention mask grows by
+``num_virtual_tokens`` ones. PEFT's approach (``PeftModelForCausalLM.generate``, ``src/peft/peft_model.py``).
 
 Explained in: book/06_generation_and_cost.ipynb
 """
@@ -39,13 +36,10 @@ class GenerationMixin:
     _GENERATION_POSITIONS: ClassVar[str | None] = None
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """``base_model.generate`` with the virtual tokens injected at the first step.
+        """``base_model.generate`` (all its arguments) with the virtual tokens injected at the first step.
 
-        Takes everything ``transformers.GenerationMixin.generate`` takes (``max_new_tokens``,
-        ``do_sample``, ``num_beams``, ``use_cache``, ``inputs_embeds``, ...). Pad batches on the
-        left. To continue a conversation, pass the cache a previous call returned
-        (``return_dict_in_generate=True``) with the whole conversation as ``input_ids``: it already
-        starts with the prefix, so it is kept.
+        Pad batches on the left. To continue a conversation, pass the cache a previous call returned
+        with the whole conversation as ``input_ids``: it starts with the prefix, so it is kept.
 
         Raises:
             ValueError: a cache other than ``DynamicCache`` (e.g. ``cache_implementation="static"``),
@@ -71,11 +65,8 @@ class GenerationMixin:
     def prepare_inputs_for_generation(
         self, *args: Any, inputs_embeds: torch.Tensor | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        """The base model's inputs for one generation step, with the virtual tokens added.
-
-        ``inputs_embeds`` is named in the signature because transformers checks for it before it
-        lets ``generate`` start from embeddings.
-        """
+        """The base model's inputs for one generation step, with the virtual tokens added (``inputs_embeds``
+        is named because transformers looks for it before it lets ``generate`` start from embeddings)."""
         num_virtual = self.active_peft_config.num_virtual_tokens
         caller_cache = kwargs.get(self._cache_kwarg)
         if kwargs.get("is_first_iteration") and kwargs.get("next_sequence_length") is not None:

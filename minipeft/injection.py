@@ -26,36 +26,21 @@ from transformers import DynamicCache
 
 from .config import PrefixTuningConfig
 
-__all__ = [
-    "build_prefix_cache",
-    "extend_attention_mask",
-    "past_key_values_to_prefix",
-    "position_ids_from_attention_mask",
-    "position_ids_kwargs",
-    "prefix_from_text",
-    "prefix_to_past_key_values",
-]
-
+__all__ = ["build_prefix_cache", "extend_attention_mask", "past_key_values_to_prefix", "prefix_from_text"]
+__all__ += ["position_ids_from_attention_mask", "position_ids_kwargs", "prefix_to_past_key_values"]
 
 KeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
 
 def prefix_to_past_key_values(prefix: torch.Tensor, config: PrefixTuningConfig) -> KeyValues:
-    """Split the encoder's output into every layer's keys and values.
-
-    Explained in: book/04_past_key_values.ipynb
-
-    Args:
-        prefix: ``(batch, num_virtual_tokens, 2*num_layers*token_dim)``, the output of
-            :class:`~minipeft.PrefixEncoder`.
-        config: The filled config (``num_layers``, ``num_attention_heads``, ``token_dim``).
-
-    Returns:
-        ``config.num_prefix_layers`` pairs ``(keys, values)``, each ``(batch, num_key_value_heads,
-        num_virtual_tokens, head_dim)``: the layout of a transformers cache layer.
+    """Split the encoder's output ``(batch, num_virtual_tokens, 2*num_layers*token_dim)`` into every
+    layer's keys and values: ``num_layers`` pairs of ``(batch, num_key_value_heads, num_virtual_tokens,
+    head_dim)``, the layout of a transformers cache layer.
 
     Raises:
-        ValueError: ``prefix`` does not have the shape the config describes.
+        ValueError: ``prefix`` does not have the shape the (filled) config describes.
+
+    Explained in: book/04_past_key_values.ipynb
     """
     batch, num_virtual_tokens, width = prefix.shape
     num_layers = config.num_prefix_layers  # num_layers, or more for an encoder-decoder prefixed everywhere
@@ -78,20 +63,13 @@ def prefix_to_past_key_values(prefix: torch.Tensor, config: PrefixTuningConfig) 
 def build_prefix_cache(
     past_key_values: KeyValues, model_config: Any = None, cache: DynamicCache | None = None
 ) -> DynamicCache:
-    """Put per-layer prefix keys and values into a ``transformers.DynamicCache``.
+    """Put per-layer prefix keys and values (:func:`prefix_to_past_key_values`) into a ``DynamicCache``.
+
+    ``model_config`` tells a new cache each layer's kind (full or sliding-window attention); ``cache``:
+    an empty cache to fill (the one ``generate`` created). The result's ``get_seq_length()`` is
+    ``num_virtual_tokens``; the model appends the real tokens after it; gradients reach the prefix.
 
     Explained in: book/04_past_key_values.ipynb
-
-    Args:
-        past_key_values: ``num_layers`` pairs of ``(batch, num_key_value_heads, num_virtual_tokens,
-            head_dim)`` tensors, as :func:`prefix_to_past_key_values` returns.
-        model_config: The base model's config, so a new cache knows each layer's kind (full or
-            sliding-window attention); ``None`` gives plain full-attention layers.
-        cache: An empty cache to fill (e.g. the one ``generate`` created); a new one when ``None``.
-
-    Returns:
-        A cache whose ``get_seq_length()`` is ``num_virtual_tokens``; the model appends the real
-        tokens' keys and values to it. Gradients flow through it to the prefix.
     """
     if cache is None:
         cache = DynamicCache(config=model_config) if model_config is not None else DynamicCache()
@@ -101,12 +79,8 @@ def build_prefix_cache(
 
 
 def extend_attention_mask(attention_mask: torch.Tensor, num_virtual_tokens: int) -> torch.Tensor:
-    """Prepend ``num_virtual_tokens`` ones: every real token may attend to the whole prefix.
-
-    ``(batch, seq_len)`` -> ``(batch, num_virtual_tokens + seq_len)``, same dtype and device.
-
-    Explained in: book/04_past_key_values.ipynb
-    """
+    """``(batch, seq_len)`` -> ``(batch, num_virtual_tokens + seq_len)``: ones in front, so every real
+    token may attend to the whole prefix. Explained in: book/04_past_key_values.ipynb"""
     ones = attention_mask.new_ones(attention_mask.shape[0], num_virtual_tokens)
     return torch.cat([ones, attention_mask], dim=1)
 
@@ -114,9 +88,8 @@ def extend_attention_mask(attention_mask: torch.Tensor, num_virtual_tokens: int)
 def position_ids_kwargs(model: Any, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """``{"position_ids": ...}`` counted over real tokens, or ``{}`` for a model that takes none.
 
-    For calling ``model`` (a transformers model or a minipeft ``PeftModel``, possibly wrapped in
-    ``DistributedDataParallel``, whose ``forward`` hides the signature) on a left-padded batch;
-    Bloom (ALiBi) takes no ``position_ids``: its biases already follow the attention mask.
+    For calling ``model`` (transformers or minipeft, possibly inside ``DistributedDataParallel``) on
+    a left-padded batch; Bloom (ALiBi) takes no ``position_ids``: its biases follow the mask.
 
     Explained in: book/04_past_key_values.ipynb
     """
@@ -129,20 +102,11 @@ def position_ids_kwargs(model: Any, attention_mask: torch.Tensor) -> dict[str, t
 
 
 def position_ids_from_attention_mask(attention_mask: torch.Tensor, past_length: int = 0) -> torch.Tensor:
-    """Positions that skip padding: the first real token of each row gets ``past_length``.
+    """Positions that skip padding, ``(batch, seq_len)``: each row's first real token gets ``past_length``.
 
-    With left padding, row ``[pad, pad, a, b]`` must give ``a`` and ``b`` the positions they would
-    have in the unpadded row ``[a, b]``; counting real tokens does that (transformers'
-    ``_prepare_position_ids_for_generation`` does the same). Padding positions are set to
-    ``past_length`` (they are masked out anyway).
-
-    Args:
-        attention_mask: ``(batch, seq_len)`` of 0 (padding) and 1 (real token), for the real tokens
-            only (no prefix columns).
-        past_length: Positions already taken, e.g. ``num_virtual_tokens`` for a prefix.
-
-    Returns:
-        ``(batch, seq_len)`` long tensor.
+    Left-padded ``[pad, pad, a, b]`` gives ``a`` and ``b`` the positions of the unpadded ``[a, b]``
+    (as transformers' ``_prepare_position_ids_for_generation``); padding gets ``past_length``.
+    ``attention_mask`` covers the real tokens only (no prefix columns).
 
     Explained in: book/04_past_key_values.ipynb
     """
@@ -152,18 +116,9 @@ def position_ids_from_attention_mask(attention_mask: torch.Tensor, past_length: 
 
 
 def past_key_values_to_prefix(past_key_values: Any) -> torch.Tensor:
-    """The inverse of :func:`prefix_to_past_key_values`: a cache back to the encoder's layout.
-
-    Args:
-        past_key_values: A transformers ``Cache`` (its ``layers`` have ``keys`` and ``values``) or
-            ``num_layers`` pairs ``(keys, values)``, each ``(batch, num_key_value_heads, seq_len, head_dim)``.
-
-    Returns:
-        ``(batch, seq_len, 2*num_layers*token_dim)`` laid out as ``[k0, v0, k1, v1, ...]``, the
-        output layout of :class:`~minipeft.PrefixEncoder` and of PEFT's ``prompt_embeddings``.
-
-    Explained in: book/04_past_key_values.ipynb
-    """
+    """The inverse of :func:`prefix_to_past_key_values`: a ``Cache`` (or ``(keys, values)`` pairs of
+    ``(batch, num_key_value_heads, seq_len, head_dim)``) -> ``(batch, seq_len, 2*num_layers*token_dim)``,
+    PEFT's ``prompt_embeddings`` layout. Explained in: book/04_past_key_values.ipynb"""
     layers = getattr(past_key_values, "layers", None)
     pairs = [(layer.keys, layer.values) for layer in layers] if layers is not None else list(past_key_values)
     kv = torch.stack([tensor for pair in pairs for tensor in pair])  # (2L, B, H_kv, T, D)
@@ -174,19 +129,12 @@ def past_key_values_to_prefix(past_key_values: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def prefix_from_text(model: Any, tokenizer: Any, text: str) -> torch.Tensor:
-    """The keys and values that ``model`` computes for ``text``, as a prefix table.
+    """The keys and values ``model`` computes for ``text`` (no special tokens), as a prefix table
+    ``(num_tokens, 2*num_layers*token_dim)`` for :meth:`PrefixEncoder.load_prompt_embeddings`.
 
-    Injected as a prefix, they make the model behave as if the text were prepended to its input;
-    also Li & Liang's initialisation "with activations of real words" (2021, section 7.4).
-
-    Args:
-        model: A transformers causal LM, or a minipeft ``PeftModel`` (its base model is used).
-        tokenizer: The model's tokenizer; the text is tokenised without special tokens.
-        text: The prompt to turn into a prefix; its token count becomes ``num_virtual_tokens``.
-
-    Returns:
-        ``(num_tokens, 2*num_layers*token_dim)``, ready for
-        :meth:`PrefixEncoder.load_prompt_embeddings` of a prefix with ``num_virtual_tokens = num_tokens``.
+    Injected, they make the model behave as if the text were prepended to its input; Li & Liang's
+    initialisation "with activations of real words" (2021, section 7.4). ``model``: a causal LM or a
+    minipeft ``PeftModel`` (its base model is used).
 
     Raises:
         ValueError: ``text`` has no tokens.

@@ -40,15 +40,13 @@ class PeftModel(nn.Module):
         model: The transformers model to adapt; its parameters are frozen.
         peft_config: A filled :class:`~minipeft.PrefixTuningConfig` or :class:`~minipeft.PromptTuningConfig`.
         adapter_name: PEFT's adapter name.
-        prompt_encoder: The adapter's module when it is already built (``from_pretrained``).
-        saved_state: Saved tensors of base-model modules (``from_pretrained``; a ``SEQ_CLS`` head).
-        source: Where ``saved_state`` came from, for error messages.
+        prompt_encoder, saved_state, source: From ``from_pretrained``: the built adapter, saved
+            tensors of base-model modules (a ``SEQ_CLS`` head) and the file they came from.
 
     Attributes:
         base_model: The wrapped transformers model.
-        prompt_encoder: ``nn.ModuleDict`` ``{adapter_name: PrefixEncoder or PromptEmbedding}``
-            (PEFT's parameter names, ``prompt_encoder.default.embedding.weight``).
-        peft_config: ``{adapter_name: config}``.
+        prompt_encoder: ``nn.ModuleDict`` ``{adapter_name: PrefixEncoder or PromptEmbedding}`` (PEFT's
+            parameter names, ``prompt_encoder.default.embedding.weight``); ``peft_config``: ``{adapter_name: config}``.
 
     Raises:
         ValueError: a prefix on a model with gradient checkpointing enabled (transformers then drops
@@ -58,12 +56,9 @@ class PeftModel(nn.Module):
     Explained in: book/01_why_prefix_tuning.ipynb
     """
 
-    #: TaskType -> the wrapper class for it, filled by ``class X(PeftModel, task_type=...)``.
-    _TASK_CLASSES: ClassVar[dict[TaskType, type[PeftModel]]] = {}
-    #: Per-token labels (padded with -100 in front of a soft prompt), not one label per sequence.
-    _TOKEN_LABELS: ClassVar[bool] = False
-    #: ``forward`` continues from a caller's cache that already holds the prefix (a causal LM).
-    _CONTINUES_FROM_CACHE: ClassVar[bool] = False
+    _TASK_CLASSES: ClassVar[dict[TaskType, type[PeftModel]]] = {}  # filled by class X(PeftModel, task_type=...)
+    _TOKEN_LABELS: ClassVar[bool] = False  # per-token labels (-100 in front of a soft prompt), not per sequence
+    _CONTINUES_FROM_CACHE: ClassVar[bool] = False  # forward may continue from a caller's cache (a causal LM)
 
     def __init_subclass__(cls, task_type: TaskType | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -140,13 +135,9 @@ class PeftModel(nn.Module):
         return self.base_model
 
     def get_prompt(self, batch_size: int, cache: Any = None) -> Any:
-        """The virtual tokens for a batch, in the form the method injects them.
-
-        Prefix: a ``transformers.DynamicCache`` (``cache`` when given, filled) of ``num_virtual_tokens``
-        positions, ``num_layers`` key/value pairs of ``(batch_size, num_key_value_heads,
-        num_virtual_tokens, head_dim)``, in the base model's dtype. Soft prompt:
-        ``(batch_size, num_virtual_tokens, hidden_size)``.
-        """
+        """The virtual tokens for a batch, as the method injects them: for a prefix a ``DynamicCache``
+        (``cache``, filled, when given) of ``num_layers`` pairs ``(batch_size, num_key_value_heads,
+        num_virtual_tokens, head_dim)``; for a soft prompt ``(batch_size, num_virtual_tokens, hidden_size)``."""
         config = self.active_peft_config
         prompt = self.prompt_table().expand(batch_size, -1, -1)  # (B, P, width), no copy
         if config.peft_type is not PeftType.PREFIX_TUNING:
@@ -154,12 +145,9 @@ class PeftModel(nn.Module):
         return build_prefix_cache(prefix_to_past_key_values(prompt, config), self.base_model.config, cache=cache)
 
     def prompt_table(self) -> torch.Tensor:
-        """The encoder's output for all virtual tokens, ``(1, num_virtual_tokens, width)``, in the model's dtype.
-
-        ``width`` is ``2*num_layers*token_dim`` for a prefix, ``hidden_size`` for a soft prompt.
-        When no gradient can flow to it (``torch.no_grad()``, or a frozen adapter) the table is
-        computed once and reused until a parameter of the encoder changes (its version counter).
-        """
+        """The encoder's output ``(1, num_virtual_tokens, width)`` in the model's dtype (``width``:
+        ``2*num_layers*token_dim``, or ``hidden_size`` for a soft prompt). Without gradients it is
+        computed once and reused until an encoder parameter changes (its version counter)."""
         encoder = self.prompt_encoder[self.active_adapter]
         params = tuple(encoder.parameters())
         dtype = next(self.base_model.parameters()).dtype
@@ -184,14 +172,12 @@ class PeftModel(nn.Module):
     ) -> dict[str, Any]:
         """The base model's keyword arguments with the active adapter's virtual tokens injected.
 
-        A prefix becomes the cache (or a caller's cache that already holds it is kept, when the
-        task continues from one); a soft prompt goes before the input embeddings, with positions
-        from :meth:`_soft_prompt_positions`, segment 0 and (per-token labels) -100 labels in front.
-        ``attention_mask`` ``(B, T)`` becomes ``(B, P + T)``; ``position_ids`` shift by ``P``.
+        A prefix becomes the cache (a caller's cache that already holds it is kept); a soft prompt
+        goes before the input embeddings, with :meth:`_soft_prompt_positions`, segment 0 and (per-token
+        labels) -100 in front. ``attention_mask`` ``(B, T)`` -> ``(B, P + T)``; ``position_ids`` + ``P``.
 
         Raises:
-            ValueError: neither ``input_ids`` nor ``inputs_embeds``; a caller's cache where the task
-                takes none; a prefix in training with gradient checkpointing on.
+            ValueError: neither ``input_ids`` nor ``inputs_embeds``; see :meth:`_begin_forward`.
         """
         config = self.active_peft_config
         num_virtual = config.num_virtual_tokens
@@ -226,11 +212,10 @@ class PeftModel(nn.Module):
         return inputs
 
     def _begin_forward(self, kwargs: dict[str, Any]) -> Any:
-        """Checks every ``forward`` starts with; pops and returns a caller's cache from ``kwargs``.
+        """Pop and return a caller's cache from ``kwargs``.
 
         Raises:
-            ValueError: a prefix in training with gradient checkpointing on; a caller's cache where
-                the task takes none.
+            ValueError: a prefix in training with gradient checkpointing on; a cache where the task takes none.
         """
         if self.training and self.active_peft_config.peft_type is PeftType.PREFIX_TUNING:
             _refuse_checkpointing(self.base_model)
@@ -263,12 +248,8 @@ class PeftModel(nn.Module):
         )
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write the adapter in PEFT's format (see :mod:`minipeft.save_load`), atomically.
-
-        ``adapter_model.safetensors`` holds ``prompt_embeddings`` ``(num_virtual_tokens, width)``, the
-        table the model uses; a reparameterised prefix also gets ``prefix_encoder.safetensors``.
-        A failure leaves the earlier adapter in ``save_directory`` intact.
-        """
+        """Write the adapter in PEFT's format, atomically (:mod:`minipeft.save_load`): ``prompt_embeddings``
+        ``(num_virtual_tokens, width)``, the table the model uses. Explained in: book/05_saving_and_loading.ipynb"""
         write_adapter(self, save_directory)
 
     @classmethod
@@ -280,23 +261,22 @@ class PeftModel(nn.Module):
         is_trainable: bool = False,
         allow_pickle: bool = False,
     ) -> PeftModel:
-        """Load an adapter folder (written by minipeft or by PEFT) onto ``model``.
-
-        Returns the wrapper the adapter's ``task_type`` names, whichever class this is called on.
+        """Load an adapter folder (minipeft's or PEFT's) onto ``model``, as the wrapper its ``task_type`` names.
 
         Args:
             model: The base model the adapter was trained on (its shapes are checked).
             model_id: The adapter folder.
             adapter_name: PEFT's adapter name.
             is_trainable: ``False``: a frozen table, eval mode. ``True``: trainable; a reparameterised
-                prefix gets its MLP back from ``prefix_encoder.safetensors``, or without one (a PEFT
-                adapter) continues as a plain table (with a warning).
+                prefix gets its MLP back, or (a PEFT adapter) continues as a plain table, with a warning.
             allow_pickle: Accept a pickled ``adapter_model.bin`` (read with ``weights_only=True``).
 
         Raises:
             FileNotFoundError: the folder has no config or no weights.
-            ValueError: see :func:`minipeft.save_load.read_adapter`; a ``SEQ_CLS`` head that is
-                missing or does not fit. On any error ``model`` is left untouched.
+            ValueError: shapes that do not fit ``model`` (both named), a corrupt file, a ``SEQ_CLS`` head
+                that is missing or does not fit. On any error ``model`` is left untouched.
+
+        Explained in: book/05_saving_and_loading.ipynb
         """
         config, encoder, state = read_adapter(model, model_id, is_trainable, allow_pickle)
         wrapper = PeftModel._TASK_CLASSES[config.task_type]
@@ -327,18 +307,9 @@ def _refuse_checkpointing(model: nn.Module) -> None:
 def get_peft_model(model: nn.Module, peft_config: PromptLearningConfig, adapter_name: str = "default") -> PeftModel:
     """Freeze ``model`` and attach the adapter that ``peft_config`` describes.
 
-    The config is copied and its missing shape fields are filled from ``model.config``;
-    ``base_model_name_or_path`` is taken from ``model.name_or_path`` when unset.
-
-    Args:
-        model: A transformers model for the config's task: ``AutoModelForCausalLM`` (``CAUSAL_LM``),
-            ``AutoModelForSequenceClassification`` (``SEQ_CLS``), ``AutoModelForSeq2SeqLM`` (``SEQ_2_SEQ_LM``).
-        peft_config: A :class:`~minipeft.PrefixTuningConfig` or :class:`~minipeft.PromptTuningConfig`.
-        adapter_name: Name of the adapter; PEFT's default is ``"default"``.
-
-    Returns:
-        The wrapper registered for the config's task type: :class:`~minipeft.PeftModelForCausalLM`,
-        :class:`~minipeft.PeftModelForSequenceClassification` or :class:`~minipeft.PeftModelForSeq2SeqLM`.
+    The config is copied and its missing shape fields are filled from ``model.config``. Returns the
+    wrapper registered for the config's task type (``PeftModelForCausalLM``, ...), as PEFT's
+    ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``; ``model`` is an ``AutoModelFor...`` of that task.
 
     Raises:
         TypeError: ``peft_config`` is not a minipeft config, or ``model`` is already wrapped.

@@ -62,141 +62,99 @@ ENCODER_STATE_NAME = "prefix_encoder.safetensors"
 MODEL_CARD_NAME = "README.md"
 
 
-def _write_atomically(path: Path, write: Any) -> Path:
-    """Write to a temporary file beside ``path`` with ``write(tmp_path)``; return the temporary path.
+def write_adapter(peft_model: Any, save_directory: str | os.PathLike) -> None:
+    """Save ``peft_model``'s active adapter to ``save_directory`` (``PeftModel.save_pretrained``).
 
-    The caller renames it into place once every file of the adapter is written.
+    Every file is written under a temporary name beside its final one, then all are renamed into
+    place: a failure leaves the earlier adapter intact.
     """
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(tmp))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
-def save_adapter(
-    save_directory: str | os.PathLike,
-    config: PromptLearningConfig,
-    prompt_embeddings: torch.Tensor,
-    encoder_state: dict[str, torch.Tensor] | None,
-    model_card: str,
-    modules_to_save_state: dict[str, torch.Tensor] | None = None,
-) -> None:
-    """Write an adapter folder (see the module docstring); the earlier content survives a failure.
-
-    Args:
-        save_directory: The folder; created if missing.
-        config: The adapter's config (written with ``inference_mode=True``, as PEFT does).
-        prompt_embeddings: ``(num_virtual_tokens, width)``, the table the model uses.
-        encoder_state: The trainable state of a reparameterised prefix, or ``None``.
-        model_card: The README's text.
-        modules_to_save_state: Tensors stored beside ``prompt_embeddings`` under their own keys
-            (PEFT's ``base_model.<module path>.<name>``, e.g. a classification head), in their dtype.
-    """
+    config, name = peft_model.active_peft_config, peft_model.active_adapter
+    encoder = peft_model.prompt_encoder[name]
+    with torch.no_grad():
+        table = peft_model.prompt_table()[0].float()  # (P, width)
+    head = modules_to_save_state(peft_model.base_model, name)  # a trained head, under PEFT's keys
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in {"prompt_embeddings": table, **head}.items()}
+    values = {**config_to_json(config), "inference_mode": True}
+    stored = sum(v.numel() for v in tensors.values())
+    trainable = sum(p.numel() for p in encoder.parameters()) + stored - table.numel()
+    writes = {
+        WEIGHTS_NAME: lambda p: save_file(tensors, p, metadata={"format": "pt", "minipeft_version": __version__}),
+        CONFIG_NAME: lambda p: p.write_text(json.dumps(values, indent=2) + "\n"),
+        MODEL_CARD_NAME: lambda p: p.write_text(model_card(config, trainable, stored)),
+    }
+    if getattr(encoder, "prefix_projection", False):  # the MLP too, so that training can resume with it
+        state = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
+        writes[ENCODER_STATE_NAME] = lambda p: save_file(state, p, metadata={"format": "pt"})
     folder = Path(save_directory)
     folder.mkdir(parents=True, exist_ok=True)
-    values = config_to_json(config)
-    values["inference_mode"] = True
-    tensors = {"prompt_embeddings": prompt_embeddings.detach().to("cpu", torch.float32).contiguous()}
-    tensors.update({k: v.detach().to("cpu").contiguous() for k, v in (modules_to_save_state or {}).items()})
-    writes = [
-        (WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt", "minipeft_version": __version__})),
-        (CONFIG_NAME, lambda p: p.write_text(json.dumps(values, indent=2) + "\n")),
-        (MODEL_CARD_NAME, lambda p: p.write_text(model_card)),
-    ]
-    if encoder_state is not None:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in encoder_state.items()}
-        writes.append((ENCODER_STATE_NAME, lambda p: save_file(state, p, metadata={"format": "pt"})))
-    written: list[tuple[Path, Path]] = []
+    written: list[Path] = []
     try:
-        for name, write in writes:
-            written.append((_write_atomically(folder / name, write), folder / name))
+        for file_name, write in writes.items():
+            handle, tmp = tempfile.mkstemp(prefix=f".{file_name}.", suffix=".tmp", dir=folder)
+            os.close(handle)
+            written.append(Path(tmp))
+            write(Path(tmp))
     except BaseException:
-        for tmp, _ in written:
+        for tmp in written:
             tmp.unlink(missing_ok=True)
         raise
-    for tmp, final in written:  # every file is complete: rename them into place
-        os.replace(tmp, final)
-    stale = folder / ENCODER_STATE_NAME
-    if encoder_state is None and stale.exists():  # an older save's MLP no longer matches the table
-        stale.unlink()
+    for tmp, file_name in zip(written, writes):  # every file is complete: rename them into place
+        os.replace(tmp, folder / file_name)
+    if ENCODER_STATE_NAME not in writes:  # an older save's MLP no longer matches the table
+        (folder / ENCODER_STATE_NAME).unlink(missing_ok=True)
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """A safetensors file, or (``allow_pickle``) a torch pickle read with ``weights_only=True``."""
+    if path.suffix == ".bin" and not allow_pickle:
+        raise ValueError(
+            f"{path} is a pickle, which can run code when loaded; minipeft reads safetensors only. "
+            "If you trust the file, pass allow_pickle=True (it is then read with torch.load(weights_only=True)), "
+            "or convert it to adapter_model.safetensors."
+        )
     try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {error}") from None
+        return torch.load(path, map_location="cpu", weights_only=True) if path.suffix == ".bin" else load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        kind = "loadable with torch.load(weights_only=True)" if path.suffix == ".bin" else "a readable safetensors file"
+        raise ValueError(f"{path} is not {kind} (truncated or corrupt?): {error}") from None
 
 
 def load_adapter_weights(folder: str | os.PathLike, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """Read ``prompt_embeddings`` (and ``prefix_encoder.safetensors`` when present) from an adapter folder.
-
-    Returns:
-        ``{"prompt_embeddings": tensor}``, the other tensors of ``adapter_model.safetensors`` under
-        their keys (a ``SEQ_CLS`` adapter's head: ``base_model.classifier.weight``, ...), plus
-        ``{"encoder." + name: tensor}`` entries for the trainable state of a reparameterised prefix
-        when the folder has one.
+    """``adapter_model.safetensors``'s tensors by key, plus ``encoder.<name>`` for ``prefix_encoder.safetensors``.
 
     Raises:
         FileNotFoundError: no weights file.
-        ValueError: a corrupt or truncated file; no ``prompt_embeddings`` tensor; a pickled
-            ``adapter_model.bin`` without ``allow_pickle=True``.
+        ValueError: a corrupt file; no ``prompt_embeddings``; a pickle without ``allow_pickle=True``.
     """
     folder = Path(folder)
-    path = folder / WEIGHTS_NAME
-    if path.is_file():
-        tensors = _read_tensors(path)
-    elif (folder / PICKLE_WEIGHTS_NAME).is_file():
-        pickle_path = folder / PICKLE_WEIGHTS_NAME
-        if not allow_pickle:
-            raise ValueError(
-                f"{pickle_path} is a pickle, which can run code when loaded; minipeft reads safetensors only. "
-                "If you trust the file, pass allow_pickle=True (it is then read with torch.load(weights_only=True)), "
-                "or convert it to adapter_model.safetensors."
-            )
-        try:
-            tensors = torch.load(pickle_path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(f"{pickle_path} could not be read with torch.load(weights_only=True): {error}") from None
-    else:
-        raise FileNotFoundError(f"{path} not found: the adapter folder {folder} has no weights.")
+    path = next((folder / n for n in (WEIGHTS_NAME, PICKLE_WEIGHTS_NAME) if (folder / n).is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"{folder / WEIGHTS_NAME} not found: the adapter folder {folder} has no weights.")
+    tensors = _read_tensors(path, allow_pickle)
     if "prompt_embeddings" not in tensors:
         raise ValueError(f"{path} has no 'prompt_embeddings' tensor (it has {sorted(tensors)}).")
-    encoder_path = folder / ENCODER_STATE_NAME
-    if encoder_path.is_file():
-        tensors.update({f"encoder.{k}": v for k, v in _read_tensors(encoder_path).items()})
+    if (folder / ENCODER_STATE_NAME).is_file():
+        tensors.update({f"encoder.{k}": v for k, v in _read_tensors(folder / ENCODER_STATE_NAME).items()})
     return tensors
 
 
-def model_card(config: PromptLearningConfig, trainable: int, table_numel: int) -> str:
+def model_card(config: PromptLearningConfig, trainable: int, stored: int) -> str:
     """A short README.md for an adapter folder (PEFT-style front matter, so the Hub recognises it)."""
     base = config.base_model_name_or_path or ""
-    classifier = config.task_type is TaskType.SEQ_CLS
-    auto_class, pipeline_tag, what = {
-        TaskType.SEQ_CLS: ("AutoModelForSequenceClassification", "text-classification", "a sequence classifier"),
-        TaskType.SEQ_2_SEQ_LM: ("AutoModelForSeq2SeqLM", "text2text-generation", "an encoder-decoder"),
-    }.get(config.task_type, ("AutoModelForCausalLM", "text-generation", "a causal language model"))
+    auto_class, pipeline_tag = {
+        TaskType.SEQ_CLS: ("AutoModelForSequenceClassification", "text-classification"),
+        TaskType.SEQ_2_SEQ_LM: ("AutoModelForSeq2SeqLM", "text2text-generation"),
+    }.get(config.task_type, ("AutoModelForCausalLM", "text-generation"))
     minipeft_only = getattr(config, "prefix_encoder_and_cross_attention", False)
     compatibility = (
-        "for minipeft only: its prefix also covers the encoder and the cross-attention (Li & Liang's "
-        "encoder-decoder prefix, `prefix_encoder_and_cross_attention`), which PEFT does not implement, "
-        "so PEFT cannot load it"
+        "for minipeft only (its prefix also covers the encoder and the cross-attention, "
+        "`prefix_encoder_and_cross_attention`, which PEFT does not implement)"
         if minipeft_only
         else "in PEFT's format: loads with minipeft or with PEFT"
     )
-    import_line = "from minipeft import PeftModel" + (
-        "" if minipeft_only else "          # or: from peft import PeftModel"
-    )
-    stored = "`prompt_embeddings` and the classification head" if classifier else "`prompt_embeddings`"
-    num_labels = ", num_labels=..." if classifier else ""  # the head's size, as in training
-    method = {
-        PeftType.PREFIX_TUNING: "Prefix Tuning" if getattr(config, "prefix_projection", False) else "P-Tuning v2",
-        PeftType.PROMPT_TUNING: "Prompt Tuning",
-    }[config.peft_type]
+    method = "Prompt Tuning" if config.peft_type is PeftType.PROMPT_TUNING else "P-Tuning v2"
+    method = "Prefix Tuning" if getattr(config, "prefix_projection", False) else method
+    num_labels = ", num_labels=..." if config.task_type is TaskType.SEQ_CLS else ""  # the head's size
     return f"""---
 base_model: {base}
 library_name: {"minipeft" if minipeft_only else "peft"}
@@ -206,34 +164,20 @@ tags:
 - {config.peft_type.value.lower().replace("_", "-")}
 ---
 
-# {method} adapter for {base or what}
+# {method} adapter for {base or auto_class}
 
 - Method: {method} ({config.peft_type.value}), {config.num_virtual_tokens} virtual tokens, task {config.task_type.value}.
-- Trainable parameters during training: {trainable:,}; stored here: {table_numel:,} ({stored}).
+- Trainable parameters during training: {trainable:,}; stored here: {stored:,}.
 - Written by minipeft {__version__} {compatibility}.
 
 ```python
 from transformers import {auto_class}
-{import_line}
+from minipeft import PeftModel{"" if minipeft_only else "          # or: from peft import PeftModel"}
 
 base = {auto_class}.from_pretrained("{base}"{num_labels})
 model = PeftModel.from_pretrained(base, "path/to/this/folder")
 ```
 """
-
-
-def write_adapter(peft_model: Any, save_directory: str | os.PathLike) -> None:
-    """Save ``peft_model``'s active adapter to ``save_directory`` (``PeftModel.save_pretrained``)."""
-    config = peft_model.active_peft_config
-    encoder = peft_model.prompt_encoder[peft_model.active_adapter]
-    with torch.no_grad():
-        table = peft_model.prompt_table()[0].float()  # (P, width)
-    encoder_state = encoder.state_dict() if getattr(encoder, "prefix_projection", False) else None
-    head = modules_to_save_state(peft_model.base_model, peft_model.active_adapter)  # a trained head, PEFT's keys
-    head_numel = sum(v.numel() for v in head.values())
-    trainable = sum(p.numel() for p in encoder.parameters()) + head_numel
-    card = model_card(config, trainable, table.numel() + head_numel)
-    save_adapter(save_directory, config, table, encoder_state, card, modules_to_save_state=head)
 
 
 def read_adapter(

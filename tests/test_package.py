@@ -5,10 +5,12 @@ environment with MINIPEFT_TEST_INSTALLED=1; then the tests below also check that
 is the installed package, not the source tree.
 """
 
+import ast
 import importlib
 import importlib.metadata
 import inspect
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,67 @@ def test_running_with_the_expected_transformers():
     from packaging.version import Version
 
     assert Version(transformers.__version__) == Version(os.environ["MINIPEFT_EXPECT_TRANSFORMERS"])
+
+
+def imports_of(module_name: str) -> tuple[set[str], list[str]]:
+    """The minipeft modules ``module_name`` imports at its top level, and its imports of minipeft inside functions."""
+    path = Path(importlib.import_module(module_name).__file__)
+    package = module_name if path.name == "__init__.py" else module_name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    top_level, nested = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            targets = [f"{base}.{node.module}"] if node.module else [f"{base}.{alias.name}" for alias in node.names]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else [alias.name for alias in node.names]
+            targets = [name for name in names if name and name.split(".")[0] == "minipeft"]
+        else:
+            continue
+        in_function = any(
+            isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and parent.lineno <= node.lineno <= parent.end_lineno
+            for parent in ast.walk(tree)
+        )
+        (nested.extend if in_function else top_level.update)(targets)
+    known = set(package_modules())
+    return {t if t in known else t.rpartition(".")[0] for t in top_level} - {module_name}, nested
+
+
+def test_import_graph_has_no_cycles_and_no_imports_inside_functions():
+    graph = {}
+    for module_name in package_modules():
+        graph[module_name], nested = imports_of(module_name)
+        assert not nested, f"{module_name} imports {nested} inside a function"
+    done, stack = set(), []
+
+    def visit(module_name):  # depth-first search; a module met again on the current path closes a cycle
+        assert module_name not in stack, (
+            f"import cycle: {' -> '.join([*stack[stack.index(module_name) :], module_name])}"
+        )
+        if module_name in done:
+            return
+        stack.append(module_name)
+        for target in graph.get(module_name, ()):
+            visit(target)
+        stack.pop()
+        done.add(module_name)
+
+    for module_name in graph:
+        visit(module_name)
+    core = [m for m in graph if not m.startswith("minipeft.book") and m != "minipeft"]
+    for module_name in core:
+        assert not any(t.startswith("minipeft.book") for t in graph[module_name]), f"{module_name} imports the book"
+
+
+def test_every_public_name_says_which_chapter_explains_it():
+    repo = Path(os.environ.get("MINIPEFT_REPO") or Path(__file__).resolve().parent.parent)
+    chapters = {p.name for p in (repo / "book").glob("*.ipynb")}
+    for name in [*minipeft.__all__, *minipeft.book.__all__]:
+        obj = getattr(minipeft, name)
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue
+        cited = re.findall(r"Explained in: book/(\w+\.ipynb)", inspect.getdoc(obj) or "")
+        assert cited, f"minipeft.{name}'s docstring names no chapter ('Explained in: book/NN_....ipynb')"
+        if chapters:  # the checkout (the installed-wheel run has no book/)
+            assert set(cited) <= chapters, f"minipeft.{name} cites {cited}, not all chapters of the book"

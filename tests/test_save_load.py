@@ -11,8 +11,7 @@ import torch
 from conftest import padded_batch, tiny_gpt2, tiny_llama
 from safetensors import safe_open
 
-from minipeft import PeftConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
-from minipeft import save_load
+from minipeft import PeftConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model, save_load
 
 ATOL = 1e-5
 

@@ -26,8 +26,15 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from minipeft import PeftModel, PeftModelForSeq2SeqLM, PrefixTuningConfig, TaskType, get_peft_model
-from minipeft import peft_decoder_layer_slots, prefix_slots
+from minipeft import (
+    PeftModel,
+    PeftModelForSeq2SeqLM,
+    PrefixTuningConfig,
+    TaskType,
+    get_peft_model,
+    peft_decoder_layer_slots,
+    prefix_slots,
+)
 
 ATOL = 1e-5
 VOCAB, D_MODEL, HEADS, NUM_VIRTUAL = 128, 32, 4, 4

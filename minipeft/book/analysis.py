@@ -30,6 +30,8 @@ def nearest_tokens(
 
     Returns:
         ``(token_ids, similarities)``, both ``(num_virtual_tokens, k)``, best first.
+
+    Explained in: book/02_virtual_tokens.ipynb
     """
     a = torch.nn.functional.normalize(vectors.float(), dim=-1)  # (P, H)
     b = torch.nn.functional.normalize(word_embeddings.float(), dim=-1)  # (V, H)
@@ -73,6 +75,8 @@ def prefix_attention_share(
 
     Returns:
         ``(num_layers,)`` float tensor.
+
+    Explained in: book/04_past_key_values.ipynb
     """
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)

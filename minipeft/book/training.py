@@ -34,7 +34,10 @@ from .complaints import LABELS, format_prompt
 
 @dataclass
 class TrainingHistory:
-    """What :func:`train` measured: training loss per step, validation loss at ``eval_steps``, wall time (s)."""
+    """What :func:`train` measured: training loss per step, validation loss at ``eval_steps``, wall time (s).
+
+    Explained in: book/07_training_a_prefix.ipynb
+    """
 
     loss: list[float] = field(default_factory=list)
     eval_steps: list[int] = field(default_factory=list)
@@ -48,6 +51,8 @@ def collate(tokenizer: Any, examples: Sequence[dict[str, Any]], with_targets: bo
     Returns:
         ``input_ids``, ``attention_mask``, ``labels`` (-100 except on label and EOS tokens), each
         ``(batch, seq_len)``, and ``target_length``: the longest label + EOS, in tokens (a 0-d tensor).
+
+    Explained in: book/07_training_a_prefix.ipynb
     """
     rows, targets = [], []
     for example in examples:
@@ -92,6 +97,8 @@ def label_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
     Equal to ``model(**batch).loss`` for a left-padded :func:`collate` batch, without computing
     ``(batch, seq_len, vocab_size)`` logits: only ``(batch, target_length + 1, vocab_size)``.
+
+    Explained in: book/07_training_a_prefix.ipynb
     """
     logits, targets = _label_logits(model, batch)
     return torch.nn.functional.cross_entropy(
@@ -115,7 +122,10 @@ def evaluate_loss(
     batch_size: int = 16,
     batch_loss: BatchLoss | None = None,
 ) -> float:
-    """Mean loss over ``examples`` (weighted by batch size): the label loss, or ``batch_loss``'s."""
+    """Mean loss over ``examples`` (weighted by batch size): the label loss, or ``batch_loss``'s.
+
+    Explained in: book/07_training_a_prefix.ipynb
+    """
     batch_loss = batch_loss or _causal_lm_loss
     was_training = model.training
     model.eval()
@@ -168,6 +178,8 @@ def train(
 
     Raises:
         ValueError: no trainable parameters, or no training examples.
+
+    Explained in: book/07_training_a_prefix.ipynb
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -209,7 +221,10 @@ def train(
 
 
 def parse_label(generated: str) -> str:
-    """Map generated text to a label: ``"no complaint"``, ``"complaint"``, or the text itself (a miss)."""
+    """Map generated text to a label: ``"no complaint"``, ``"complaint"``, or the text itself (a miss).
+
+    Explained in: book/07_training_a_prefix.ipynb
+    """
     text = generated.strip().lower()
     for label in sorted(LABELS, key=len, reverse=True):  # "no complaint" before "complaint"
         if text.startswith(label):
@@ -221,7 +236,10 @@ def parse_label(generated: str) -> str:
 def predict_labels(
     model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], batch_size: int = 16, max_new_tokens: int = 4
 ) -> list[str]:
-    """Greedy-generate each example's label after its prompt; see :func:`parse_label`."""
+    """Greedy-generate each example's label after its prompt; see :func:`parse_label`.
+
+    Explained in: book/07_training_a_prefix.ipynb
+    """
     model.eval()
     predictions = []
     for start in range(0, len(examples), batch_size):
@@ -247,6 +265,8 @@ def predict_labels_by_likelihood(
     A zero-shot classifier that needs no instruction following: the model only has to prefer
     " complaint" or " no complaint" as a continuation, never to produce it unprompted. Scores are
     the summed log-probabilities of the label's tokens (without the EOS token).
+
+    Explained in: book/07_training_a_prefix.ipynb
     """
     model.eval()
     scores = torch.zeros(len(examples), len(labels))
@@ -262,7 +282,10 @@ def predict_labels_by_likelihood(
 
 
 def accuracy(predictions: Sequence[str], examples: Sequence[dict[str, Any]]) -> float:
-    """Share of predictions equal to the examples' labels (anything else counts as wrong)."""
+    """Share of predictions equal to the examples' labels (anything else counts as wrong).
+
+    Explained in: book/07_training_a_prefix.ipynb
+    """
     return sum(p == e["label"] for p, e in zip(predictions, examples, strict=True)) / len(examples)
 
 
@@ -285,6 +308,8 @@ def classifier_batch(
 
     Raises:
         ValueError: an example's label is not one of ``labels``.
+
+    Explained in: book/09_ptuning_v2_for_classification.ipynb
     """
     batch = dict(tokenizer([e["text"] for e in examples], padding=True, truncation=True, return_tensors="pt"))
     if all("label" in e for e in examples):
@@ -298,7 +323,10 @@ def classifier_batch(
 def classification_loss(
     model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], labels: Sequence[str] = LABELS
 ) -> torch.Tensor:
-    """Mean cross-entropy of the classifier's logits ``(batch, num_labels)`` against the examples' classes."""
+    """Mean cross-entropy of the classifier's logits ``(batch, num_labels)`` against the examples' classes.
+
+    Explained in: book/09_ptuning_v2_for_classification.ipynb
+    """
     batch = classifier_batch(tokenizer, examples, labels)
     logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits  # (B, num_labels)
     return torch.nn.functional.cross_entropy(logits, batch["labels"])
@@ -335,6 +363,8 @@ def train_classifier(
 
     Returns:
         A :class:`TrainingHistory`; ``eval_loss`` is the cross-entropy on ``eval_examples``.
+
+    Explained in: book/09_ptuning_v2_for_classification.ipynb
     """
 
     def batch_loss(model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]]) -> torch.Tensor:
@@ -363,7 +393,10 @@ def predict_classes(
     labels: Sequence[str] = LABELS,
     batch_size: int = 64,
 ) -> list[str]:
-    """The class name of the largest logit for each example (compare with :func:`accuracy`); eval mode."""
+    """The class name of the largest logit for each example (compare with :func:`accuracy`); eval mode.
+
+    Explained in: book/09_ptuning_v2_for_classification.ipynb
+    """
     model.eval()
     predictions: list[str] = []
     for start in range(0, len(examples), batch_size):

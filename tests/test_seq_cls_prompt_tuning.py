@@ -14,7 +14,7 @@ import peft
 import pytest
 import torch
 from safetensors import safe_open
-from test_seq_cls import ATOL, HEAD, NUM_LABELS, base_model, batch_for, logits, trained_head
+from test_sequence_classification import ATOL, HEAD, NUM_LABELS, base_model, batch_for, logits, trained_head
 from torch import nn
 
 from minipeft import (

@@ -1,17 +1,14 @@
 """The book's pages: every chapter is in the table of contents, every public name on the API page."""
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO
 
 import minipeft
 import minipeft.book
 
-# the checkout (scripts/test_installed.sh runs a copy of tests/ elsewhere and says where the checkout is)
-REPO = Path(os.environ.get("MINIPEFT_REPO") or Path(__file__).resolve().parent.parent)
 pytestmark = pytest.mark.skipif(
     not (REPO / "_toc.yml").is_file(), reason="needs the repository checkout (not the installed-wheel run)"
 )

@@ -1,4 +1,5 @@
-"""minipeft and PEFT, given the same prefix weights, give the same logits and the same greedy tokens.
+"""Causal language models (TaskType.CAUSAL_LM): minipeft and PEFT, given the same prefix weights, give the
+same logits and the same greedy tokens; the wrapper's logits and loss.
 
 The minGPT-style proof that our implementation is the reference's: tiny GPT-2, Llama with
 grouped-query attention and Bloom models (random weights, built from configs), and the embedded
@@ -8,41 +9,13 @@ without explicit position ids.
 
 from __future__ import annotations
 
-import copy
 import inspect
 
-import peft
 import pytest
 import torch
-from conftest import padded_batch
+from helpers import ATOL, VOCAB, make_pair, padded_batch, wrap
 
-from minipeft import PrefixTuningConfig, TaskType, get_peft_model, position_ids_from_attention_mask
-
-ATOL = 1e-5
-
-
-def make_pair(base: torch.nn.Module, num_virtual_tokens: int = 5, prefix_projection: bool = False, seed: int = 1):
-    """The same prefix in minipeft and in PEFT, over two copies of ``base``."""
-    torch.manual_seed(seed)
-    ours = get_peft_model(
-        copy.deepcopy(base),
-        PrefixTuningConfig(
-            task_type=TaskType.CAUSAL_LM, num_virtual_tokens=num_virtual_tokens, prefix_projection=prefix_projection
-        ),
-    ).eval()
-    theirs = peft.get_peft_model(
-        copy.deepcopy(base),
-        peft.PrefixTuningConfig(
-            task_type=peft.TaskType.CAUSAL_LM,
-            num_virtual_tokens=num_virtual_tokens,
-            prefix_projection=prefix_projection,
-        ),
-    ).eval()
-    with torch.no_grad():  # a prefix of realistic scale: random N(0, 1) rows swamp a tiny model
-        for param in ours.prompt_encoder.parameters():
-            param.mul_(0.5)
-    theirs.prompt_encoder["default"].load_state_dict(ours.prompt_encoder["default"].state_dict())
-    return ours, theirs
+from minipeft import position_ids_from_attention_mask
 
 
 def max_logit_difference(ours, theirs, **inputs) -> float:
@@ -86,27 +59,6 @@ def test_same_greedy_and_beam_tokens_as_peft_on_tiny_models(tiny_model, num_beam
     assert torch.equal(a, b)
 
 
-def test_generation_uses_the_prefix(tiny_model):
-    """Guard against a silently dropped prefix (what PEFT 0.21.2 does with transformers 5.24)."""
-    ours, _ = make_pair(tiny_model)
-    input_ids, attention_mask = padded_batch()
-    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
-    with torch.no_grad():
-        for param in ours.prompt_encoder.parameters():  # a strong prefix, so greedy tokens must change
-            param.mul_(20)
-        with_prefix = ours.generate(**kwargs)
-        without = ours.get_base_model().generate(**kwargs)
-        # greedy decoding by hand, full forward each step (no cache reuse)
-        ids, mask = input_ids, attention_mask
-        for _ in range(8):
-            next_token = ours(input_ids=ids, attention_mask=mask).logits[:, -1].argmax(-1, keepdim=True)
-            ids, mask = torch.cat([ids, next_token], 1), torch.cat([mask, torch.ones_like(next_token)], 1)
-    assert not torch.equal(with_prefix, without)
-    # the model's generate gives positions counted over real tokens; a hand loop without position_ids
-    # counts padding too, so compare the unpadded row
-    assert torch.equal(with_prefix[1], ids[1])
-
-
 @pytest.mark.parametrize("prefix_projection", [False, True])
 def test_same_logits_and_tokens_as_peft_on_smollm2(smollm2, prefix_projection):
     model, tokenizer = smollm2
@@ -121,3 +73,30 @@ def test_same_logits_and_tokens_as_peft_on_smollm2(smollm2, prefix_projection):
         a = ours.generate(**batch, max_new_tokens=6, do_sample=False)
         b = theirs.generate(**batch, max_new_tokens=6, do_sample=False)
     assert torch.equal(a, b)
+
+
+def test_logits_as_long_as_input_and_loss_is_shifted_cross_entropy(tiny_model):
+    peft_model = wrap(tiny_model)
+    input_ids, attention_mask = padded_batch()
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    out = peft_model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    assert out.logits.shape == (2, 7, VOCAB)
+    expected = torch.nn.functional.cross_entropy(
+        out.logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+
+
+def test_continuing_from_returned_cache_equals_one_pass(tiny_model):
+    """A second call that passes the first call's cache sees the prefix once, and the earlier tokens."""
+    peft_model = wrap(tiny_model)
+    input_ids = torch.randint(3, VOCAB, (1, 8), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = peft_model(input_ids=input_ids).logits
+        first = peft_model(input_ids=input_ids[:, :5], use_cache=True)
+        second = peft_model(
+            input_ids=input_ids[:, 5:],
+            attention_mask=torch.ones(1, 8, dtype=torch.long),
+            past_key_values=first.past_key_values,
+        ).logits
+    assert torch.allclose(full[:, 5:], second, atol=ATOL)

@@ -9,9 +9,8 @@ import types
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-# the checkout (scripts/test_installed.sh runs a copy of tests/ elsewhere and says where the checkout is)
-REPO = Path(os.environ.get("MINIPEFT_REPO") or Path(__file__).resolve().parent.parent)
 pytestmark = pytest.mark.skipif(
     not (REPO / "_config.yml").is_file(), reason="needs the repository checkout (not the installed-wheel run)"
 )

@@ -1,4 +1,5 @@
-"""PrefixTuningConfig: PEFT's field values, filling from model configs, and the errors for impossible input."""
+"""PrefixTuningConfig and PromptTuningConfig: PEFT's field values, filling from model configs, and the errors
+for impossible input."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import peft
 import pytest
 from transformers import LlamaConfig, Qwen3Config
 
-from minipeft import PeftType, PrefixTuningConfig, TaskType
+from minipeft import PeftType, PrefixTuningConfig, PromptTuningConfig, TaskType
 
 
 def test_enums_have_peft_string_values():
@@ -110,3 +111,31 @@ def test_from_dict_round_trip_and_peft_type_check():
     assert PrefixTuningConfig.from_dict({**config.to_dict(), "peft_version": "0.21.2", "revision": None}) == config
     with pytest.raises(ValueError, match="needs peft_type='PREFIX_TUNING', got peft_type='LORA'"):
         PrefixTuningConfig.from_dict({"peft_type": "LORA", "num_virtual_tokens": 5})
+
+
+def test_seq2seq_config_fields_and_errors():
+    def seq2seq_config(**kwargs):
+        return PrefixTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=4, **kwargs)
+
+    config = seq2seq_config()
+    assert config.num_transformer_submodules == 2 and "prefix_encoder_and_cross_attention" not in config.to_dict()
+    assert PrefixTuningConfig(num_virtual_tokens=4).num_transformer_submodules == 1
+    with pytest.raises(ValueError, match="num_transformer_submodules must be 2 for task_type='SEQ_2_SEQ_LM'"):
+        seq2seq_config(num_transformer_submodules=1)
+    with pytest.raises(ValueError, match="prefix_encoder_and_cross_attention=True is for encoder-decoders"):
+        PrefixTuningConfig(num_virtual_tokens=4, prefix_encoder_and_cross_attention=True)
+    with pytest.raises(ValueError, match="num_decoder_layers=2 is used only with prefix_encoder_and_cross_attention"):
+        seq2seq_config(num_decoder_layers=2)
+    full = seq2seq_config(prefix_encoder_and_cross_attention=True)
+    assert PrefixTuningConfig.from_dict(full.to_dict()) == full
+    with pytest.raises(ValueError, match="needs num_layers"):
+        full.num_prefix_layers  # noqa: B018
+
+
+def test_text_initialisation_needs_text_and_tokenizer():
+    with pytest.raises(ValueError, match="prompt_tuning_init_text"):
+        PromptTuningConfig(num_virtual_tokens=4, prompt_tuning_init="TEXT", tokenizer_name_or_path="x")
+    with pytest.raises(ValueError, match="tokenizer_name_or_path"):
+        PromptTuningConfig(num_virtual_tokens=4, prompt_tuning_init="TEXT", prompt_tuning_init_text="hi")
+    with pytest.raises(ValueError, match="prompt_tuning_init='WORDS' is unknown"):
+        PromptTuningConfig(num_virtual_tokens=4, prompt_tuning_init="WORDS")

@@ -8,18 +8,16 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+from helpers import REPO
 from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
 from minipeft import PrefixTuningConfig, get_peft_model, position_ids_kwargs
 
-# the checkout (scripts/test_installed.sh runs a copy of tests/ elsewhere and says where the checkout is)
-REPO = Path(os.environ.get("MINIPEFT_REPO") or Path(__file__).resolve().parent.parent)
 SCRIPT = REPO / "examples" / "train_accelerate.py"
 
 

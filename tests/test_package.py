@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import transformers
+from helpers import REPO
 
 import minipeft
 import minipeft.book
@@ -154,8 +155,7 @@ def test_import_graph_has_no_cycles_and_no_imports_inside_functions():
 
 
 def test_every_public_name_says_which_chapter_explains_it():
-    repo = Path(os.environ.get("MINIPEFT_REPO") or Path(__file__).resolve().parent.parent)
-    chapters = {p.name for p in (repo / "book").glob("*.ipynb")}
+    chapters = {p.name for p in (REPO / "book").glob("*.ipynb")}
     for name in [*minipeft.__all__, *minipeft.book.__all__]:
         obj = getattr(minipeft, name)
         if not (inspect.isclass(obj) or inspect.isfunction(obj)):

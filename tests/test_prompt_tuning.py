@@ -1,45 +1,35 @@
-"""Prompt tuning (input-only soft prompt): parity with PEFT, initialisation from text, errors."""
+"""Prompt tuning (input-only soft prompt) of a causal LM: parity with PEFT, parameter count, initialisation from text."""
 
 from __future__ import annotations
 
 import copy
 
 import peft
-import pytest
 import torch
-from conftest import VOCAB, padded_batch
+from helpers import ATOL, VOCAB, make_pair, padded_batch
 
-from minipeft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+from minipeft import PromptTuningConfig, PromptTuningInit, get_peft_model
 
 
-def make_pair(base, num_virtual_tokens=4):
-    torch.manual_seed(0)
-    ours = get_peft_model(
-        copy.deepcopy(base), PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=num_virtual_tokens)
-    ).eval()
-    theirs = peft.get_peft_model(
-        copy.deepcopy(base), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=num_virtual_tokens)
-    ).eval()
-    with torch.no_grad():  # embeddings of a realistic scale
-        ours.prompt_encoder["default"].embedding.weight.mul_(0.05)
-    theirs.prompt_encoder["default"].load_state_dict(ours.prompt_encoder["default"].state_dict())
-    return ours, theirs
+def prompt_pair(base):
+    """The same soft prompt in minipeft and PEFT, of a realistic scale (embeddings * 0.05)."""
+    return make_pair(base, PromptTuningConfig, num_virtual_tokens=4, seed=0, scale=0.05)
 
 
 def test_same_logits_and_tokens_as_peft(tiny_model):
-    ours, theirs = make_pair(tiny_model)
+    ours, theirs = prompt_pair(tiny_model)
     input_ids, attention_mask = padded_batch()
     with torch.no_grad():
         a = ours(input_ids=input_ids, attention_mask=attention_mask).logits
         b = theirs(input_ids=input_ids, attention_mask=attention_mask).logits
         assert a.shape == b.shape == (2, 4 + 7, VOCAB)  # the soft prompt's positions are in the output
-        assert (a - b).abs().max() <= 1e-5
+        assert (a - b).abs().max() <= ATOL
         kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=6, do_sample=False)
         assert torch.equal(ours.generate(**kwargs, pad_token_id=0), theirs.generate(**kwargs, pad_token_id=0))
 
 
 def test_labels_are_padded_for_the_virtual_tokens(tiny_model):
-    ours, theirs = make_pair(tiny_model)
+    ours, theirs = prompt_pair(tiny_model)
     input_ids, attention_mask = padded_batch()
     labels = input_ids.masked_fill(attention_mask == 0, -100)
     a = ours(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
@@ -80,12 +70,3 @@ def test_text_initialisation_copies_token_embeddings(smollm2):
         ),
     )
     assert torch.equal(theirs.prompt_encoder["default"].embedding.weight, expected)
-
-
-def test_text_initialisation_needs_text_and_tokenizer():
-    with pytest.raises(ValueError, match="prompt_tuning_init_text"):
-        PromptTuningConfig(num_virtual_tokens=4, prompt_tuning_init="TEXT", tokenizer_name_or_path="x")
-    with pytest.raises(ValueError, match="tokenizer_name_or_path"):
-        PromptTuningConfig(num_virtual_tokens=4, prompt_tuning_init="TEXT", prompt_tuning_init_text="hi")
-    with pytest.raises(ValueError, match="prompt_tuning_init='WORDS' is unknown"):
-        PromptTuningConfig(num_virtual_tokens=4, prompt_tuning_init="WORDS")

@@ -8,12 +8,10 @@ import json
 import peft
 import pytest
 import torch
-from conftest import padded_batch, tiny_gpt2, tiny_llama
+from helpers import ATOL, logits, padded_batch, tiny_gpt2, tiny_llama
 from safetensors import safe_open
 
 from minipeft import PeftConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model, save_load
-
-ATOL = 1e-5
 
 
 def minipeft_model(base, prefix_projection=False, num_virtual_tokens=4):
@@ -42,11 +40,6 @@ def peft_model(base, prefix_projection=False, num_virtual_tokens=4):
         for param in model.prompt_encoder.parameters():
             param.mul_(0.5)
     return model
-
-
-def logits(model, **inputs):
-    with torch.no_grad():
-        return model(**inputs).logits
 
 
 def batch_for(model):

@@ -16,15 +16,18 @@ import warnings
 import peft
 import pytest
 import torch
-from torch import nn
-from transformers import (
-    BartConfig,
-    BartForConditionalGeneration,
-    GPT2Config,
-    GPT2LMHeadModel,
-    T5Config,
-    T5ForConditionalGeneration,
+from helpers import (
+    ATOL,
+    D_MODEL,
+    HEADS,
+    SEQ2SEQ_MODELS,
+    VOCAB,
+    make_pair,
+    seq2seq_batch,
+    seq2seq_model,
+    tiny_gpt2,
 )
+from torch import nn
 
 from minipeft import (
     PeftModel,
@@ -36,100 +39,23 @@ from minipeft import (
     prefix_slots,
 )
 
-ATOL = 1e-5
-VOCAB, D_MODEL, HEADS, NUM_VIRTUAL = 128, 32, 4, 4
+NUM_VIRTUAL = 4
 
 
-def tiny_t5(layers: int = 2, decoder_layers: int | None = None) -> T5ForConditionalGeneration:
-    config = T5Config(
-        vocab_size=VOCAB,
-        d_model=D_MODEL,
-        d_kv=D_MODEL // HEADS,
-        d_ff=64,
-        num_layers=layers,
-        num_decoder_layers=decoder_layers,
-        num_heads=HEADS,
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        eos_token_id=1,
-    )
-    return T5ForConditionalGeneration(config)
-
-
-def tiny_bart(layers: int = 2, decoder_layers: int | None = None) -> BartForConditionalGeneration:
-    # a larger init_std than the default 0.02: otherwise the tiny model barely depends on its input
-    config = BartConfig(
-        vocab_size=VOCAB,
-        d_model=D_MODEL,
-        encoder_layers=layers,
-        decoder_layers=decoder_layers or layers,
-        encoder_attention_heads=HEADS,
-        decoder_attention_heads=HEADS,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_position_embeddings=64,
-        init_std=0.2,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        decoder_start_token_id=2,
-    )
-    return BartForConditionalGeneration(config)
-
-
-MODELS = {"t5": tiny_t5, "bart": tiny_bart}
-
-
-@pytest.fixture(params=sorted(MODELS))
+@pytest.fixture(params=sorted(SEQ2SEQ_MODELS))
 def arch(request: pytest.FixtureRequest) -> str:
     return request.param
-
-
-def base_model(arch: str, layers: int = 2, decoder_layers: int | None = None) -> nn.Module:
-    torch.manual_seed(0)
-    return MODELS[arch](layers, decoder_layers).eval()
-
-
-def batch_for(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Two source rows of 7 tokens, the second right-padded by 3; two target rows of 5, the second padded by 2."""
-    generator = torch.Generator().manual_seed(0)
-    pad = model.config.pad_token_id
-    input_ids = torch.randint(3, VOCAB, (2, 7), generator=generator)
-    attention_mask = torch.ones_like(input_ids)
-    input_ids[1, 4:], attention_mask[1, 4:] = pad, 0
-    labels = torch.randint(3, VOCAB, (2, 5), generator=generator)
-    labels[1, 3:] = -100
-    decoder_input_ids = torch.cat([torch.full((2, 1), model.config.decoder_start_token_id), labels[:, :-1]], 1)
-    decoder_input_ids[decoder_input_ids == -100] = pad
-    decoder_attention_mask = (labels != -100).long()
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "decoder_input_ids": decoder_input_ids,
-        "decoder_attention_mask": decoder_attention_mask,
-        "labels": labels,
-    }
 
 
 def seq2seq_config(**kwargs) -> PrefixTuningConfig:
     return PrefixTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=NUM_VIRTUAL, **kwargs)
 
 
-def make_pair(base: nn.Module, prefix_projection: bool = False):
+def peft_pair(base: nn.Module, prefix_projection: bool = False):
     """The same prefix in minipeft and in PEFT (default, PEFT-compatible layout), over two copies of ``base``."""
-    torch.manual_seed(1)
-    ours = get_peft_model(copy.deepcopy(base), seq2seq_config(prefix_projection=prefix_projection)).eval()
-    theirs = peft.get_peft_model(
-        copy.deepcopy(base),
-        peft.PrefixTuningConfig(
-            task_type="SEQ_2_SEQ_LM", num_virtual_tokens=NUM_VIRTUAL, prefix_projection=prefix_projection
-        ),
-    ).eval()
-    with torch.no_grad():  # a prefix of realistic scale: random N(0, 1) rows swamp a tiny model
-        for param in ours.prompt_encoder.parameters():
-            param.mul_(0.5)
-    theirs.prompt_encoder["default"].load_state_dict(ours.prompt_encoder["default"].state_dict())
-    return ours, theirs
+    return make_pair(
+        base, task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=NUM_VIRTUAL, prefix_projection=prefix_projection
+    )
 
 
 def full_prefix(base: nn.Module, prefix_projection: bool = False) -> PeftModelForSeq2SeqLM:
@@ -175,7 +101,7 @@ def test_peft_decoder_layer_slots():
 )
 def test_peft_get_prompt_follows_the_mapping_and_minipeft_builds_the_same_cache(arch_name, layers):
     """Fill slot s with the number s: PEFT's own cache says which slot reaches which decoder layer."""
-    ours, theirs = make_pair(base_model(arch_name, layers))
+    ours, theirs = peft_pair(seq2seq_model(arch_name, layers))
     with torch.no_grad():
         table = ours.prompt_encoder["default"].embedding.weight
         for slot in range(layers):
@@ -195,8 +121,8 @@ def test_peft_get_prompt_follows_the_mapping_and_minipeft_builds_the_same_cache(
 @pytest.mark.parametrize("layers", [2, 3, 4])
 def test_only_the_slots_peft_uses_get_a_gradient(arch, layers):
     """Even num_layers: half of PEFT's table never reaches the model; odd: all of it, shuffled."""
-    ours, theirs = make_pair(base_model(arch, layers))
-    batch = batch_for(ours.get_base_model())
+    ours, theirs = peft_pair(seq2seq_model(arch, layers))
+    batch = seq2seq_batch(ours.get_base_model())
     grads = []
     for model in (ours, theirs):
         model.train()
@@ -214,9 +140,9 @@ def test_only_the_slots_peft_uses_get_a_gradient(arch, layers):
 
 @pytest.mark.parametrize("prefix_projection", [False, True])
 def test_same_logits_and_loss_as_peft_on_a_padded_batch(arch, prefix_projection):
-    base = base_model(arch)
-    ours, theirs = make_pair(base, prefix_projection)
-    batch = batch_for(base)
+    base = seq2seq_model(arch)
+    ours, theirs = peft_pair(base, prefix_projection)
+    batch = seq2seq_batch(base)
     a, b, without = run(ours, **batch), run(theirs, **batch), run(base, **batch)
     assert a.logits.shape == (2, 5, VOCAB)
     assert (a.logits - b.logits).abs().max() <= ATOL
@@ -229,9 +155,9 @@ def test_same_logits_and_loss_as_peft_on_a_padded_batch(arch, prefix_projection)
 @pytest.mark.parametrize("num_beams", [1, 3])
 @pytest.mark.parametrize("prefix_projection", [False, True])
 def test_same_greedy_and_beam_tokens_as_peft(arch, prefix_projection, num_beams):
-    base = base_model(arch)
-    ours, theirs = make_pair(base, prefix_projection)
-    batch = batch_for(base)
+    base = seq2seq_model(arch)
+    ours, theirs = peft_pair(base, prefix_projection)
+    batch = seq2seq_batch(base)
     kwargs = dict(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
@@ -250,13 +176,13 @@ def test_same_greedy_and_beam_tokens_as_peft(arch, prefix_projection, num_beams)
 
 def test_generate_without_cache_gives_peft_tokens(arch):
     """use_cache=False: the prefix is injected afresh at every step, whole target re-read; PEFT's tokens."""
-    base = base_model(arch)
-    ours, theirs = make_pair(base)
+    base = seq2seq_model(arch)
+    ours, theirs = peft_pair(base)
     with torch.no_grad():  # a strong prefix, so that one dropped would change the tokens
         for param in ours.prompt_encoder.parameters():
             param.mul_(20)
     theirs.prompt_encoder["default"].load_state_dict(ours.prompt_encoder["default"].state_dict())
-    batch = batch_for(base)
+    batch = seq2seq_batch(base)
     kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=6)
     with torch.no_grad():
         tokens = ours.generate(**kwargs, do_sample=False, use_cache=False)
@@ -266,15 +192,15 @@ def test_generate_without_cache_gives_peft_tokens(arch):
 
 def test_decoder_shallower_than_encoder_matches_peft(arch):
     """3 encoder layers, 2 decoder layers: decoder layers read slots 0 and 2."""
-    base = base_model(arch, layers=3, decoder_layers=2)
-    ours, theirs = make_pair(base)
+    base = seq2seq_model(arch, layers=3, decoder_layers=2)
+    ours, theirs = peft_pair(base)
     assert ours.prefix_slots.decoder == [0, 2]
-    batch = batch_for(base)
+    batch = seq2seq_batch(base)
     assert (run(ours, **batch).logits - run(theirs, **batch).logits).abs().max() <= ATOL
 
 
 def test_decoder_deeper_than_encoder_is_refused_and_model_untouched():
-    base = base_model("t5", layers=2, decoder_layers=3)
+    base = seq2seq_model("t5", layers=2, decoder_layers=3)
     with pytest.raises(ValueError, match="cannot reach a decoder of 3 layers"):
         get_peft_model(base, seq2seq_config())
     assert all(p.requires_grad for p in base.parameters())
@@ -283,8 +209,8 @@ def test_decoder_deeper_than_encoder_is_refused_and_model_untouched():
 
 
 def test_config_and_parameter_counts_equal_peft(arch, capsys):
-    base = base_model(arch)
-    ours, theirs = make_pair(base)
+    base = seq2seq_model(arch)
+    ours, theirs = peft_pair(base)
     assert isinstance(ours, PeftModelForSeq2SeqLM)
     mine, reference = ours.active_peft_config, theirs.peft_config["default"]
     for field in (
@@ -309,9 +235,9 @@ def test_config_and_parameter_counts_equal_peft(arch, capsys):
 
 @pytest.mark.parametrize("prefix_projection", [False, True])
 def test_adapter_files_go_both_ways_with_peft(arch, prefix_projection, tmp_path):
-    base = base_model(arch)
-    ours, theirs = make_pair(base, prefix_projection)
-    batch = batch_for(base)
+    base = seq2seq_model(arch)
+    ours, theirs = peft_pair(base, prefix_projection)
+    batch = seq2seq_batch(base)
     expected = run(ours, **batch).logits
     ours.save_pretrained(tmp_path / "ours")
     theirs.save_pretrained(tmp_path / "theirs")
@@ -338,7 +264,7 @@ def test_adapter_files_go_both_ways_with_peft(arch, prefix_projection, tmp_path)
 
 
 def test_full_prefix_layout_every_layer_its_own_slot():
-    base = base_model("t5", layers=2, decoder_layers=3)
+    base = seq2seq_model("t5", layers=2, decoder_layers=3)
     model = get_peft_model(base, seq2seq_config(prefix_encoder_and_cross_attention=True))
     config = model.active_peft_config
     assert (config.num_layers, config.num_decoder_layers, config.num_prefix_layers) == (2, 3, 8)
@@ -356,9 +282,9 @@ def test_full_prefix_layout_every_layer_its_own_slot():
 
 @pytest.mark.parametrize("prefix_projection", [False, True])
 def test_full_prefix_every_slot_gets_a_gradient(arch, prefix_projection):
-    base = base_model(arch)
+    base = seq2seq_model(arch)
     model = full_prefix(base, prefix_projection).train()
-    model(**batch_for(base)).loss.backward()
+    model(**seq2seq_batch(base)).loss.backward()
     if prefix_projection:  # the MLP's last layer: one output column per table column
         grad = model.prompt_encoder["default"].transform[2].weight.grad.T  # (hidden, width)
         assert model.prompt_encoder["default"].embedding.weight.grad.abs().sum() > 0
@@ -369,10 +295,10 @@ def test_full_prefix_every_slot_gets_a_gradient(arch, prefix_projection):
 
 
 def test_encoder_output_changes_with_the_full_prefix_only(arch):
-    base = base_model(arch)
-    batch = batch_for(base)
+    base = seq2seq_model(arch)
+    batch = seq2seq_batch(base)
     bare = run(base, **batch).encoder_last_hidden_state
-    peft_layout, _ = make_pair(base)
+    peft_layout, _ = peft_pair(base)
     assert torch.equal(run(peft_layout, **batch).encoder_last_hidden_state, bare)
     full = full_prefix(base)
     assert (run(full, **batch).encoder_last_hidden_state - bare).abs().max() > 1e-2
@@ -382,8 +308,8 @@ def test_encoder_output_changes_with_the_full_prefix_only(arch):
 def test_full_prefix_each_part_reaches_its_own_attention(arch):
     """Changing only the encoder's slots changes the encoder; the decoder's and cross-attention's slots
     change the logits but not the encoder."""
-    base = base_model(arch)
-    batch = batch_for(base)
+    base = seq2seq_model(arch)
+    batch = seq2seq_batch(base)
     model = full_prefix(base)
     reference = run(model, **batch)
     for part in ("encoder", "decoder", "cross_attention"):
@@ -401,9 +327,9 @@ def test_full_prefix_each_part_reaches_its_own_attention(arch):
 def test_full_prefix_padding_and_generation_are_consistent(arch):
     """The mask columns line up with the prefix: a padded row gives what it gives alone; generating
     with and without a cache, and with beams, works on the prefixed encoder and cross-attention."""
-    base = base_model(arch)
+    base = seq2seq_model(arch)
     model = full_prefix(base)
-    batch = batch_for(base)
+    batch = seq2seq_batch(base)
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "decoder_input_ids")}
     row = {"input_ids": batch["input_ids"][1:, :4], "decoder_input_ids": batch["decoder_input_ids"][1:]}
     assert (run(model, **inputs).logits[1] - run(model, **row).logits[0]).abs().max() <= ATOL
@@ -427,9 +353,9 @@ def test_full_prefix_padding_and_generation_are_consistent(arch):
 
 @pytest.mark.parametrize("prefix_projection", [False, True])
 def test_full_prefix_adapter_round_trips_in_minipeft_and_peft_refuses_it(prefix_projection, tmp_path):
-    base = base_model("t5")
+    base = seq2seq_model("t5")
     model = full_prefix(base, prefix_projection)
-    batch = batch_for(base)
+    batch = seq2seq_batch(base)
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "adapter_config.json").read_text())
     assert saved["prefix_encoder_and_cross_attention"] is True and saved["num_decoder_layers"] == 2
@@ -452,33 +378,15 @@ def test_full_prefix_adapter_round_trips_in_minipeft_and_peft_refuses_it(prefix_
 # --- errors -----------------------------------------------------------------------------------------
 
 
-def test_config_fields_and_errors():
-    config = seq2seq_config()
-    assert config.num_transformer_submodules == 2 and "prefix_encoder_and_cross_attention" not in config.to_dict()
-    assert PrefixTuningConfig(num_virtual_tokens=4).num_transformer_submodules == 1
-    with pytest.raises(ValueError, match="num_transformer_submodules must be 2 for task_type='SEQ_2_SEQ_LM'"):
-        seq2seq_config(num_transformer_submodules=1)
-    with pytest.raises(ValueError, match="prefix_encoder_and_cross_attention=True is for encoder-decoders"):
-        PrefixTuningConfig(num_virtual_tokens=4, prefix_encoder_and_cross_attention=True)
-    with pytest.raises(ValueError, match="num_decoder_layers=2 is used only with prefix_encoder_and_cross_attention"):
-        seq2seq_config(num_decoder_layers=2)
-    full = seq2seq_config(prefix_encoder_and_cross_attention=True)
-    assert PrefixTuningConfig.from_dict(full.to_dict()) == full
-    with pytest.raises(ValueError, match="needs num_layers"):
-        full.num_prefix_layers  # noqa: B018
-
-
 def test_wrong_models_and_inputs_are_refused():
     torch.manual_seed(0)
-    decoder_only = GPT2LMHeadModel(
-        GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, bos_token_id=1, eos_token_id=2)
-    )
+    decoder_only = tiny_gpt2(n_layer=2)
     with pytest.raises(ValueError, match="GPT2LMHeadModel is not an encoder-decoder"):
         get_peft_model(decoder_only, seq2seq_config())
     assert all(p.requires_grad for p in decoder_only.parameters())
-    base = base_model("t5")
-    ours, _ = make_pair(base)
-    batch = batch_for(base)
+    base = seq2seq_model("t5")
+    ours, _ = peft_pair(base)
+    batch = seq2seq_batch(base)
     with pytest.raises(ValueError, match="pass no past_key_values"):
         ours(**batch, past_key_values=ours.get_prompt(2))
     full = full_prefix(base)

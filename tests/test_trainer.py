@@ -1,14 +1,15 @@
 """transformers' Trainer trains a minipeft model unchanged ("the rest of training needs no change")."""
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from helpers import tiny_gpt2
+from transformers import Trainer, TrainingArguments
 
 from minipeft import PrefixTuningConfig, get_peft_model
 
 
 def test_trainer_trains_only_the_prefix(tmp_path):
     torch.manual_seed(0)
-    base = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=128, n_positions=64))
+    base = tiny_gpt2(n_layer=2, n_positions=64)
     model = get_peft_model(base, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
     table = model.prompt_encoder["default"].embedding.weight
     before = table.detach().clone()

@@ -1,6 +1,7 @@
 # minipeft: two commands do everything on a fresh machine, and are safe to re-run.
 #   make book   build the book to HTML, executing every notebook, warnings as errors (the main job)
-#   make test   everything CI checks: ruff; the built wheel in fresh virtual environments (with the
+#   make unit   the fast check while developing: the unit tests against the source tree (a few minutes)
+#   make test   everything CI checks: ruff; the unit tests; the built wheel in fresh virtual environments (with the
 #               pinned and with the oldest supported transformers) running the unit tests against
 #               the installed package; nbval over every notebook; the HTML built with warnings as
 #               errors, its links, and the pages in headless Chromium (scripts/check_book.py)
@@ -21,7 +22,7 @@ DIST := _build/dist
 # The oldest transformers that pyproject.toml admits ("transformers>=X,<6"): test-compat runs with it.
 OLDEST_TRANSFORMERS = $(shell sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
 
-.PHONY: book test lint format setup notebooks clean dist test-wheel test-compat test-notebooks check-book browser
+.PHONY: book test unit lint format setup notebooks clean dist test-wheel test-compat test-notebooks check-book browser
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,7 +44,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 
 test: setup lint
-	$(MAKE) test-wheel test-compat test-notebooks check-book
+	$(MAKE) unit test-wheel test-compat test-notebooks check-book
+
+# The unit and parity tests against the source tree (editable install): the command to run while developing.
+unit: setup
+	$(BIN)/python -m pytest tests -q
 
 # The wheel and sdist that `pip install minipeft` gets.
 dist: $(VENV)/.installed

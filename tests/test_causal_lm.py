@@ -67,8 +67,17 @@ def test_same_logits_and_tokens_as_peft_on_smollm2(smollm2, prefix_projection):
         ["The capital of France is", "Prefix tuning trains a few vectors and"], return_tensors="pt", padding=True
     )
     assert batch["attention_mask"][0].min() == 0, "the batch should be left-padded"
+    # PEFT runs the reparameterisation MLP on (batch, P) indices, minipeft once on (1, P). Same weights, but
+    # MKL may round a matmul of 20 rows differently from one of 10 (it does on AVX-512 AMD CPUs): the
+    # tables then differ by ~1e-7, which SmolLM2's 30 layers amplify to ~4e-4 in the logits. Exact parity
+    # is required whenever the tables are equal; otherwise the tables must agree to 1e-6 (and the greedy
+    # tokens below exactly).
+    with torch.no_grad():
+        indices = torch.arange(10).expand(batch["input_ids"].shape[0], -1)
+        table_gap = (ours.prompt_table()[0] - theirs.prompt_encoder["default"](indices)).abs().max().item()
+    assert table_gap <= 1e-6
     diff = max_logit_difference(ours, theirs, **batch)
-    assert diff <= ATOL
+    assert diff <= (ATOL if table_gap == 0 else 1e-3)
     with torch.no_grad():
         a = ours.generate(**batch, max_new_tokens=6, do_sample=False)
         b = theirs.generate(**batch, max_new_tokens=6, do_sample=False)

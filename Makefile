@@ -22,7 +22,7 @@ DIST := _build/dist
 # The oldest transformers that pyproject.toml admits ("transformers>=X,<6"): test-compat runs with it.
 OLDEST_TRANSFORMERS = $(shell sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
 
-.PHONY: book test unit lint format setup notebooks clean dist test-wheel test-compat test-notebooks check-book browser
+.PHONY: book test unit test-peft-suite lint format setup notebooks clean dist test-wheel test-compat test-notebooks check-book browser
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 
 test: setup lint
-	$(MAKE) unit test-wheel test-compat test-notebooks check-book
+	$(MAKE) unit test-peft-suite test-wheel test-compat test-notebooks check-book
 
 # The unit and parity tests against the source tree (editable install): the command to run while developing.
 unit: setup
@@ -54,6 +54,12 @@ unit: setup
 dist: $(VENV)/.installed
 	rm -rf $(DIST)
 	$(BIN)/python -m build --outdir $(DIST) .
+
+# PEFT 0.21.2's own prompt-learning tests, fetched at test time (pip download of its sdist), run unchanged against
+# minipeft behind a `peft` shim, offline (scripts/peft_suite/README.md); fails when fewer than PEFT_SUITE_MIN_PASSED pass.
+PEFT_SUITE_MIN_PASSED ?= 167
+test-peft-suite: setup
+	$(BIN)/python scripts/peft_suite/run.py --target minipeft --min-passed $(PEFT_SUITE_MIN_PASSED)
 
 # The unit tests (tests/) against the installed wheel, in a fresh virtual environment with the pinned versions...
 test-wheel: dist setup

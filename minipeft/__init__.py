@@ -18,12 +18,15 @@ from .config import (
     PeftConfig,
     PeftType,
     PrefixTuningConfig,
+    PromptEncoderConfig,
+    PromptEncoderReparameterizationType,
     PromptLearningConfig,
     PromptTuningConfig,
     PromptTuningInit,
     ShapeMismatchError,
     TaskType,
 )
+from .feature_extraction import PeftModelForFeatureExtraction
 from .injection import (
     build_prefix_cache,
     extend_attention_mask,
@@ -34,14 +37,35 @@ from .injection import (
     prefix_to_past_key_values,
 )
 from .modules_to_save import ModulesToSaveWrapper
+from .p_tuning import PromptEncoder
 from .peft_model import PeftModel, get_peft_model
 from .prefix_encoder import PrefixEncoder
 from .prompt_tuning import PromptEmbedding
+from .question_answering import PeftModelForQuestionAnswering
+from .save_load import (
+    get_base_model_state_dict,
+    get_peft_model_state_dict,
+    set_base_model_state_dict,
+    set_peft_model_state_dict,
+)
 from .seq2seq_lm import PeftModelForSeq2SeqLM, PrefixSlots, peft_decoder_layer_slots, prefix_slots
 from .sequence_classification import PeftModelForSequenceClassification
+from .token_classification import PeftModelForTokenClassification
+from .utils import prepare_model_for_kbit_training
 
 __all__ = [
     "ModulesToSaveWrapper",
+    "PeftModelForFeatureExtraction",
+    "PeftModelForQuestionAnswering",
+    "PeftModelForTokenClassification",
+    "PromptEncoder",
+    "PromptEncoderConfig",
+    "PromptEncoderReparameterizationType",
+    "get_base_model_state_dict",
+    "prepare_model_for_kbit_training",
+    "get_peft_model_state_dict",
+    "set_base_model_state_dict",
+    "set_peft_model_state_dict",
     "PeftConfig",
     "PeftModel",
     "PeftModelForCausalLM",

@@ -70,6 +70,11 @@ class PeftModelForCausalLM(GenerationMixin, PeftModel, task_type=TaskType.CAUSAL
             kwargs["past_key_values"] = past_key_values
         return self.base_model(**self._inject(input_ids, inputs_embeds, attention_mask, position_ids, labels, **kwargs))
 
+    def _soft_prompt_positions(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """A soft prompt takes positions ``0..num_virtual_tokens-1``, the input the ones after."""
+        num_virtual = self.active_peft_config.num_virtual_tokens
+        return torch.arange(num_virtual, device=position_ids.device).expand(position_ids.shape[0], -1)
+
     def _first_generation_step(self, inputs: dict[str, Any], cache: Any) -> None:
         """The prefix into the cache ``generate`` holds, or the soft prompt before the input embeddings."""
         if self.active_peft_config.peft_type is PeftType.PREFIX_TUNING:

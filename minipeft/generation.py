@@ -25,14 +25,13 @@ class GenerationMixin:
     """``generate`` for a :class:`~minipeft.PeftModel` whose task generates (causal LM, seq2seq LM).
 
     Hooks for the task: :meth:`_generation_context` (around the whole call) and
-    :meth:`_first_generation_step` (fills the first step's inputs); at every step the mask named
-    ``_GENERATION_MASK`` grows by ``num_virtual_tokens`` and the positions named
+    :meth:`_first_generation_step` (fills the first step's inputs); at every step the mask
+    :meth:`_generation_mask` names grows by ``num_virtual_tokens`` and the positions named
     ``_GENERATION_POSITIONS`` (if any) shift by it.
 
     Explained in: book/06_generation_and_cost.ipynb
     """
 
-    _GENERATION_MASK: ClassVar[str] = "attention_mask"
     _GENERATION_POSITIONS: ClassVar[str | None] = None
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
@@ -46,7 +45,9 @@ class GenerationMixin:
                 or a mask that is not 2-D.
         """
         base = self.base_model
-        self._base_prepare_inputs_for_generation = base.prepare_inputs_for_generation
+        if self._adapters_disabled:
+            return base.generate(*args, **kwargs)
+        self.base_model_prepare_inputs_for_generation = base.prepare_inputs_for_generation
         base.prepare_inputs_for_generation = self.prepare_inputs_for_generation
         try:
             with self._generation_context(args, kwargs):
@@ -57,6 +58,10 @@ class GenerationMixin:
     def _generation_context(self, args: tuple, kwargs: dict[str, Any]) -> contextlib.AbstractContextManager:
         """Hook: a context around the whole ``generate`` call; may change ``kwargs``."""
         return contextlib.nullcontext()
+
+    def _generation_mask(self) -> str | None:
+        """Hook: the mask that grows by ``num_virtual_tokens`` at every step (``None``: none)."""
+        return "attention_mask"
 
     def _first_generation_step(self, inputs: dict[str, Any], cache: Any) -> None:
         """Hook: put the virtual tokens into the first step's ``inputs`` (``cache``: the empty cache or ``None``)."""
@@ -74,7 +79,7 @@ class GenerationMixin:
                 # a caller's cache starts with the prefix, which is not in input_ids: transformers'
                 # count of the tokens still to process is short by num_virtual_tokens
                 kwargs["next_sequence_length"] += num_virtual
-        inputs = self._base_prepare_inputs_for_generation(*args, inputs_embeds=inputs_embeds, **kwargs)
+        inputs = self.base_model_prepare_inputs_for_generation(*args, inputs_embeds=inputs_embeds, **kwargs)
         cache = inputs.get(self._cache_kwarg)
         if cache is not None and not _is_dynamic(cache):
             raise ValueError(
@@ -91,8 +96,8 @@ class GenerationMixin:
             inputs[self._GENERATION_POSITIONS] = positions + num_virtual
         if cache is None or cache.get_seq_length() == 0:
             self._first_generation_step(inputs, cache)
-        key = self._GENERATION_MASK
-        mask = inputs.get(key)
+        key = self._generation_mask()
+        mask = inputs.get(key) if key else None
         if mask is not None:
             if mask.dim() != 2:
                 raise ValueError(f"minipeft generates with a 2-D {key} (batch, seq_len), got {mask.dim()}-D.")

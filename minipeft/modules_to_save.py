@@ -28,11 +28,12 @@ SAVED_KEY_PREFIX = "base_model."
 
 
 class ModulesToSaveWrapper(nn.Module):
-    """A module trained in full beside the adapter: the frozen original and a trainable copy.
+    """A module trained in full beside the adapters: the frozen original and a trainable copy per adapter.
 
     PEFT's names, so parameter names and counts line up with PEFT's model: ``original_module``
-    (frozen, kept as it was) and ``modules_to_save[adapter_name]`` (a copy; the one that runs and
-    trains). Attributes the wrapper lacks (``weight``, ``out_proj``, ...) are read from the copy.
+    (frozen, kept as it was) and ``modules_to_save[adapter_name]`` (a copy per adapter; the active one
+    runs and trains). Attributes the wrapper lacks (``weight``, ``out_proj``, ...) are read from the
+    module that runs. With ``disabled`` set (``PeftModel.disable_adapter``) the original runs.
 
     Args:
         module_to_save: The base model's module, e.g. ``classifier``.
@@ -51,19 +52,42 @@ class ModulesToSaveWrapper(nn.Module):
         self.modules_to_save = nn.ModuleDict(
             {adapter_name: trained if trained is not None else copy.deepcopy(module_to_save)}
         )
-        self.active_adapter = adapter_name
+        self.active_adapter: str | None = adapter_name
+        self.disabled = False
+
+    def _running(self) -> nn.Module:
+        if self.disabled or self.active_adapter not in self.modules_to_save:
+            return self.original_module
+        return self.modules_to_save[self.active_adapter]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the active adapter's copy."""
-        return self.modules_to_save[self.active_adapter](*args, **kwargs)
+        """Run the active adapter's copy (the original when disabled or when no adapter is active)."""
+        return self._running()(*args, **kwargs)
+
+    def update(self, adapter_name: str, trained: nn.Module) -> None:
+        """Add ``trained`` as ``adapter_name``'s copy (frozen until its adapter is set active)."""
+        self.modules_to_save[adapter_name] = trained.requires_grad_(False)
+
+    def set_adapter(self, adapter_name: str, inference_mode: bool = False) -> None:
+        """Run ``adapter_name``'s copy; it alone requires gradients (none with ``inference_mode``)."""
+        for name, module in self.modules_to_save.items():
+            module.requires_grad_(name == adapter_name and not inference_mode)
+        self.active_adapter = adapter_name
+
+    def delete_adapter(self, adapter_name: str, new_active: str | None) -> None:
+        """Drop ``adapter_name``'s copy; ``new_active`` runs if it was the active one."""
+        if adapter_name in self.modules_to_save:
+            del self.modules_to_save[adapter_name]
+        if self.active_adapter == adapter_name:
+            self.active_adapter = new_active
 
     def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)
         except AttributeError:
-            if name in ("original_module", "modules_to_save", "active_adapter"):
+            if name in ("original_module", "modules_to_save", "active_adapter", "disabled"):
                 raise
-            return getattr(self.modules_to_save[self.active_adapter], name)
+            return getattr(self._running(), name)
 
 
 def find_modules_to_save(model: nn.Module, module_names: Sequence[str]) -> list[str]:
@@ -85,6 +109,7 @@ def trained_copies(
     paths: Sequence[str],
     state: dict[str, torch.Tensor] | None = None,
     source: str | os.PathLike = "the saved state",
+    originals: dict[str, nn.Module | None] | None = None,
 ) -> dict[str, nn.Module]:
     """Copies of ``model``'s modules at ``paths``, filled from ``state`` when given; ``model`` is not modified.
 
@@ -93,26 +118,21 @@ def trained_copies(
         paths: Module paths, from :func:`find_modules_to_save`.
         state: Saved tensors under PEFT's keys, ``"base_model.<module path>.<name>"``
             (``base_model.classifier.weight``: ``(num_labels, hidden_size)``); ``None``: fresh copies.
+            Keys it uses are removed from it.
         source: Where ``state`` came from, for error messages (the adapter file).
+        originals: For a path already wrapped (another adapter's head), its original module, the one to copy.
 
     Returns:
         ``{module path: copy}``, e.g. ``{"classifier": Linear(...)}``.
 
     Raises:
-        ValueError: a module already wrapped; ``state`` lacks a module's tensor, has one with another
-            shape (a head trained for another ``num_labels``), or has tensors no module takes.
+        ValueError: ``state`` lacks a module's tensor, or has one with another shape (a head trained for
+            another ``num_labels``).
     """
-    copies: dict[str, nn.Module] = {}
-    for path in paths:
-        module = model.get_submodule(path)
-        if isinstance(module, ModulesToSaveWrapper):
-            raise ValueError(
-                f"{type(model).__name__}.{path} is already wrapped by another minipeft model (PEFT modifies the "
-                "base model in place, and so does minipeft for the head); wrap a fresh base model."
-            )
-        copies[path] = copy.deepcopy(module)
+    originals = originals or {}
+    copies = {path: copy.deepcopy(originals.get(path) or model.get_submodule(path)) for path in paths}
     if state is not None:
-        _load_copies(copies, dict(state), model, source)
+        _load_copies(copies, state, model, source)
     return copies
 
 
@@ -143,30 +163,38 @@ def _load_copies(copies: dict[str, nn.Module], state: dict[str, torch.Tensor], m
                 "another num_labels or hidden_size?)."
             )
         loaded[path] = {key: tensor.to(expected[key]) for key, tensor in saved.items()}
-    if state:
-        raise ValueError(
-            f"{source} holds {', '.join(sorted(state))}, which no module of this {type(model).__name__} in "
-            "modules_to_save takes."
-        )
     with torch.no_grad():
         for path, module in copies.items():
             module.load_state_dict(loaded[path])
 
 
-def wrap_modules_to_save(model: nn.Module, copies: dict[str, nn.Module], adapter_name: str, trainable: bool) -> None:
-    """Replace each module at a path of ``copies`` by a :class:`ModulesToSaveWrapper` that runs the copy."""
-    for path, trained in copies.items():
-        parent_path, _, child = path.rpartition(".")
-        parent = model.get_submodule(parent_path)
-        setattr(parent, child, ModulesToSaveWrapper(getattr(parent, child), adapter_name, trained))
-        trained.requires_grad_(trainable)
+def modules_to_save_state(
+    model: nn.Module, adapter_name: str, state_dict: dict[str, torch.Tensor] | None = None, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """``adapter_name``'s trained copies under PEFT's saved keys, ``base_model.<module path>.<name>``.
 
-
-def modules_to_save_state(model: nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
-    """The trained copies' tensors under PEFT's saved keys, ``base_model.<module path>.<name>``."""
+    With ``state_dict`` (a state dict of the wrapper whose base model is ``model``, its keys starting with
+    ``prefix``, e.g. ``"base_model."``) the tensors come from it, as ``accelerate`` hands them over.
+    """
     state: dict[str, torch.Tensor] = {}
     for path, module in model.named_modules():
-        if isinstance(module, ModulesToSaveWrapper):
-            trained = module.modules_to_save[adapter_name]
-            state.update({f"{SAVED_KEY_PREFIX}{path}.{key}": v for key, v in trained.state_dict().items()})
+        if isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
+            for key, value in module.modules_to_save[adapter_name].state_dict().items():
+                if state_dict is not None:
+                    value = state_dict[f"{prefix}{path}.modules_to_save.{adapter_name}.{key}"]
+                state[f"{SAVED_KEY_PREFIX}{path}.{key}"] = value
     return state
+
+
+def original_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` as it was before its modules were wrapped: each wrapper's ``original_module``
+    under the module's own name, the trained copies left out (PEFT's ``get_base_model_state_dict``)."""
+    wrapped = {path for path, m in model.named_modules() if isinstance(m, ModulesToSaveWrapper)}
+    out = {}
+    for key, value in model.state_dict().items():
+        path = next((p for p in wrapped if key.startswith(f"{p}.")), None)
+        if path is None:
+            out[key] = value
+        elif key.startswith(f"{path}.original_module."):
+            out[f"{path}.{key.removeprefix(f'{path}.original_module.')}"] = value
+    return out

@@ -1,89 +1,152 @@
-"""The wrapper: a frozen transformers model plus a prompt-learning adapter, with PEFT's interface.
+"""The wrapper: a frozen transformers model plus prompt-learning adapters, with PEFT's interface.
 
-:class:`PeftModel` holds what every task shares: the adapter (``prompt_encoder``, ``peft_config``),
-the table it produces, and :meth:`PeftModel._inject`, which turns a call's inputs into the base
-model's inputs with the virtual tokens in place: a prefix as the cache (:mod:`minipeft.injection`),
-a soft prompt before the input embeddings; the attention mask and the positions grow to match.
-A task's wrapper (``PeftModelForCausalLM``, ...) registers itself for its ``TaskType`` and holds
-only what differs for its task; :func:`get_peft_model` and :meth:`PeftModel.from_pretrained` pick
-it from that table, as PEFT's ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING`` does.
+:class:`PeftModel` holds what every task shares: the adapters (``prompt_encoder``, ``peft_config``,
+the active one), the table the active adapter produces, and :meth:`PeftModel._inject`, which turns
+a call's inputs into the base model's inputs with the virtual tokens in place: a prefix as the cache
+(:mod:`minipeft.injection`), a soft prompt before the input embeddings; the attention mask and the
+positions grow to match. A task's wrapper (``PeftModelForCausalLM``, ...) registers itself for its
+``TaskType`` and holds only what differs for its task; :func:`get_peft_model` and
+:meth:`PeftModel.from_pretrained` pick it from that table, as PEFT's ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``.
 
-Follows PEFT ``src/peft/peft_model.py`` (``PeftModel``: ``get_prompt``, ``print_trainable_parameters``,
-``save_pretrained``, ``from_pretrained``) and ``src/peft/mapping_func.py`` (``get_peft_model``).
+Follows PEFT ``src/peft/peft_model.py`` (``PeftModel``: ``add_adapter``, ``set_adapter``, ``load_adapter``,
+``delete_adapter``, ``disable_adapter``, ``get_prompt``, ``save_pretrained``, ``from_pretrained``) and
+``src/peft/mapping_func.py`` (``get_peft_model``).
 
 Explained in: book/01_why_prefix_tuning.ipynb (wrapping), book/04_past_key_values.ipynb (injection)
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import os
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.modules.module import _IncompatibleKeys
 
-from .config import PeftType, PrefixTuningConfig, PromptLearningConfig, PromptTuningConfig, TaskType
+from .config import PeftType, PromptLearningConfig, TaskType
+from .hub import push_folder_to_hub
 from .injection import build_prefix_cache, cache_kwarg, extend_attention_mask, prefix_to_past_key_values
-from .prefix_encoder import PrefixEncoder
-from .prompt_tuning import PromptEmbedding
-from .save_load import WEIGHTS_NAME, read_adapter, write_adapter
+from .modules_to_save import ModulesToSaveWrapper, find_modules_to_save, trained_copies
+from .save_load import WEIGHTS_NAME, build_encoder, read_adapter, write_adapters
 
 __all__ = ["PeftModel", "get_peft_model"]
 
+# transformers' own adapter API (PeftAdapterMixin), which __getattr__ would otherwise hand out: on a minipeft
+# model it would act on the base model behind the adapter's back
+_BASE_MODEL_ADAPTER_METHODS = {
+    "enable_adapters",
+    "disable_adapters",
+    "get_adapter_state_dict",
+    "load_adapter_state_dict",
+    "set_adapter_state_dict",
+    "merge_and_unload",
+    "unload",
+}
+
 
 class PeftModel(nn.Module):
-    """A frozen base model with one prompt-learning adapter (named ``"default"``, as in PEFT).
+    """A frozen base model with prompt-learning adapters; one active at a time (``"default"`` first, as in PEFT).
 
     Args:
         model: The transformers model to adapt; its parameters are frozen.
-        peft_config: A filled :class:`~minipeft.PrefixTuningConfig` or :class:`~minipeft.PromptTuningConfig`.
-        adapter_name: PEFT's adapter name.
+        peft_config: The first adapter's config (:class:`~minipeft.PrefixTuningConfig`,
+            :class:`~minipeft.PromptTuningConfig` or :class:`~minipeft.PromptEncoderConfig`).
+        adapter_name: Its name.
+        autocast_adapter_dtype, low_cpu_mem_usage: PEFT's arguments; the adapters stay in float32.
         prompt_encoder, saved_state, source: From ``from_pretrained``: the built adapter, saved
-            tensors of base-model modules (a ``SEQ_CLS`` head) and the file they came from.
+            tensors of base-model modules (a classifier's head) and the file they came from.
 
     Attributes:
         base_model: The wrapped transformers model.
-        prompt_encoder: ``nn.ModuleDict`` ``{adapter_name: PrefixEncoder or PromptEmbedding}`` (PEFT's
-            parameter names, ``prompt_encoder.default.embedding.weight``); ``peft_config``: ``{adapter_name: config}``.
+        prompt_encoder: ``nn.ModuleDict`` ``{adapter_name: encoder}`` (PEFT's parameter names,
+            ``prompt_encoder.default.embedding.weight``); ``peft_config``: ``{adapter_name: config}``.
+        active_adapter: The adapter that ``forward`` and ``generate`` use (``[]`` once all are deleted).
 
     Raises:
-        ValueError: a prefix on a model with gradient checkpointing enabled (transformers then drops
-            the cache, the prefix); saved base-model weights the task does not take.
+        ValueError: a prefix on a model with gradient checkpointing enabled; a config whose task
+            type has another wrapper; saved base-model weights the task does not take.
         TypeError: a prefix on a model that takes no key/value cache.
 
     Explained in: book/01_why_prefix_tuning.ipynb
     """
 
     _TASK_CLASSES: ClassVar[dict[TaskType, type[PeftModel]]] = {}  # filled by class X(PeftModel, task_type=...)
+    _TASK_TYPE: ClassVar[TaskType | None] = None
     _TOKEN_LABELS: ClassVar[bool] = False  # per-token labels (-100 in front of a soft prompt), not per sequence
     _CONTINUES_FROM_CACHE: ClassVar[bool] = False  # forward may continue from a caller's cache (a causal LM)
+    _DEFAULT_MODULES_TO_SAVE: ClassVar[tuple[str, ...]] = ()  # a task's head, trained beside the adapter
+    _CHECK_PREFIX_USED: ClassVar[bool] = False  # an encoder task: raise if the model dropped the prefix
 
     def __init_subclass__(cls, task_type: TaskType | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if task_type is not None:
-            PeftModel._TASK_CLASSES[TaskType(task_type)] = cls
+            cls._TASK_TYPE = TaskType(task_type)
+            PeftModel._TASK_CLASSES[cls._TASK_TYPE] = cls
 
     def __init__(
         self,
         model: nn.Module,
         peft_config: PromptLearningConfig,
         adapter_name: str = "default",
+        autocast_adapter_dtype: bool = True,
+        low_cpu_mem_usage: bool = False,
         *,
         prompt_encoder: nn.Module | None = None,
         saved_state: dict[str, torch.Tensor] | None = None,
         source: str | os.PathLike = "the saved state",
     ) -> None:
         super().__init__()
-        saved_state = None if saved_state is None else dict(saved_state)
-        self._prepare(model, peft_config, adapter_name, saved_state, source)  # checks first: model untouched
-        if saved_state:
-            raise ValueError(
-                f"{source} holds base-model weights ({', '.join(sorted(saved_state))}); minipeft loads those for "
-                f"task_type='SEQ_CLS' only, not {TaskType(peft_config.task_type).value!r}."
+        if isinstance(model, PeftModel):
+            raise TypeError("This model is already a minipeft PeftModel; wrap the base model (model.get_base_model()).")
+        self.base_model = model
+        self.peft_config: dict[str, PromptLearningConfig] = {}
+        self.prompt_encoder = nn.ModuleDict()
+        self.active_adapter: str | list = adapter_name
+        self._adapters_disabled = False
+        self._add(adapter_name, peft_config, prompt_encoder, saved_state, source)
+        for param in model.parameters():
+            param.requires_grad_(False)
+        for wrapper in self._head_wrappers():  # the frozen base model's trained heads stay trainable
+            wrapper.set_adapter(adapter_name, inference_mode=peft_config.inference_mode)
+        self.base_model_prepare_inputs_for_generation = getattr(model, "prepare_inputs_for_generation", None)
+
+    # ---- adapters -------------------------------------------------------------------------------------
+
+    def _add(
+        self,
+        adapter_name: str,
+        config: PromptLearningConfig,
+        encoder: nn.Module | None,
+        saved_state: dict[str, torch.Tensor] | None,
+        source: str | os.PathLike,
+    ) -> None:
+        """Check everything, then add the adapter; on any error nothing (model included) has changed."""
+        if not isinstance(config, PromptLearningConfig):
+            raise TypeError(
+                "minipeft expects a minipeft.PrefixTuningConfig, PromptTuningConfig or PromptEncoderConfig, "
+                f"got {type(config).__name__}."
             )
-        prefix = peft_config.peft_type is PeftType.PREFIX_TUNING
+        if adapter_name in self.peft_config:
+            raise ValueError(f"Adapter with name '{adapter_name}' already exists.")
+        if self.peft_config and config.peft_type is not self.peft_type:
+            raise ValueError(
+                f"Cannot combine adapters with different peft types. Found {self.peft_type} and {config.peft_type}."
+            )
+        if self._TASK_TYPE is not None and config.task_type is not self._TASK_TYPE:
+            raise ValueError(
+                f"{type(self).__name__} takes adapters with task_type={getattr(self._TASK_TYPE, 'value', None)!r}, "
+                f"got {config.task_type.value!r}; load it into a model wrapped for that task."
+            )
+        model = self.base_model
+        config.fill_from_model_config(model.config)
+        if config.base_model_name_or_path is None:
+            config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
+        prefix = config.peft_type is PeftType.PREFIX_TUNING
         key = cache_kwarg(model)
         if prefix:
             _refuse_checkpointing(model)
@@ -94,72 +157,211 @@ class PeftModel(nn.Module):
                     "tuning needs: the prefix is the attention layers' key/value cache."
                 )
         self._cache_kwarg = key or "past_key_values"
-        self.base_model = model
-        self.active_adapter = adapter_name
-        self.peft_config = {adapter_name: peft_config}
-        for param in model.parameters():
-            param.requires_grad_(False)
-        if prompt_encoder is None and prefix:
-            prompt_encoder = PrefixEncoder(peft_config)
-        elif prompt_encoder is None:
-            prompt_encoder = PromptEmbedding(peft_config, model.get_input_embeddings())
+        pending = None if saved_state is None else dict(saved_state)
+        self._prepare(model, config, adapter_name)  # the task's checks: model untouched
+        heads = self._heads(model, config, pending, source)
+        if pending:
+            raise ValueError(
+                f"{source} holds {', '.join(sorted(pending))}, which no module of this {type(model).__name__} in "
+                "modules_to_save takes."
+            )
+        encoder = build_encoder(config, model) if encoder is None else encoder
         device = next(model.parameters()).device
         if device.type != "meta":  # a model on the meta device (counting parameters only) keeps a CPU prefix
-            prompt_encoder = prompt_encoder.to(device)
-        if peft_config.inference_mode:
-            prompt_encoder.requires_grad_(False)
-        self.prompt_encoder = nn.ModuleDict({adapter_name: prompt_encoder})
-        self._attach(model, peft_config, adapter_name)
+            encoder = encoder.to(device)
+        encoder.requires_grad_(not config.inference_mode)
+        # everything checked and built: change the model
+        self.peft_config[adapter_name] = config
+        self.prompt_encoder[adapter_name] = encoder
+        for path, copy in heads.items():
+            parent_path, _, child = path.rpartition(".")
+            parent = model.get_submodule(parent_path)
+            module = getattr(parent, child)
+            if isinstance(module, ModulesToSaveWrapper):
+                module.update(adapter_name, copy)
+            else:
+                setattr(parent, child, ModulesToSaveWrapper(module, adapter_name, copy))
+            copy.requires_grad_(not config.inference_mode)
 
-    def _prepare(
+    def _prepare(self, model: nn.Module, config: PromptLearningConfig, adapter_name: str) -> None:
+        """Hook: the task's checks of ``model`` and ``config`` (raise before anything changes)."""
+
+    def _heads(
         self,
         model: nn.Module,
         config: PromptLearningConfig,
-        adapter_name: str,
         saved_state: dict[str, torch.Tensor] | None,
         source: str | os.PathLike,
-    ) -> None:
-        """Hook: check ``model`` and ``config`` and pop from ``saved_state`` (``None``: a new adapter) what
-        the task loads, without changing ``model``."""
+    ) -> dict[str, nn.Module]:
+        """Copies of the modules in ``modules_to_save`` (plus the task's head), from ``saved_state`` when loading.
 
-    def _attach(self, model: nn.Module, config: PromptLearningConfig, adapter_name: str) -> None:
-        """Hook: change the (now frozen) base model, e.g. wrap a trained head."""
+        Raises:
+            ValueError: the task's head is not in the model; see :func:`~minipeft.modules_to_save.trained_copies`.
+        """
+        names = list(dict.fromkeys([*(config.modules_to_save or []), *self._DEFAULT_MODULES_TO_SAVE]))
+        config.modules_to_save = names or None
+        paths = find_modules_to_save(model, names)
+        if self._DEFAULT_MODULES_TO_SAVE and not paths:
+            children = ", ".join(name for name, _ in model.named_children())
+            raise ValueError(
+                f"No module of this {type(model).__name__} matches modules_to_save={names} (its modules: {children}). "
+                f"A {self._TASK_TYPE.value} adapter trains the model's head: load the base model with the task's "
+                "AutoModelFor... class, or name its head in modules_to_save."
+            )
+        wrapped = [path for path in paths if isinstance(model.get_submodule(path), ModulesToSaveWrapper)]
+        if wrapped and not self.peft_config:
+            raise ValueError(
+                f"{type(model).__name__}.{wrapped[0]} is already wrapped by another minipeft model (PEFT modifies the "
+                "base model in place, and so does minipeft for the head); wrap a fresh base model."
+            )
+        originals = {path: getattr(model.get_submodule(path), "original_module", None) for path in paths}
+        return trained_copies(model, paths, saved_state, source, originals)
+
+    def add_adapter(
+        self,
+        adapter_name: str,
+        peft_config: PromptLearningConfig,
+        low_cpu_mem_usage: bool = False,
+        autocast_adapter_dtype: bool = True,
+    ) -> None:
+        """Add a new, untrained adapter (PEFT's ``add_adapter``); it is not made active (see :meth:`set_adapter`).
+
+        Raises:
+            ValueError: the name is taken; another ``peft_type`` than the model's adapters; a config
+                that does not fit the model.
+
+        Explained in: book/05_saving_and_loading.ipynb
+        """
+        self._add(adapter_name, peft_config, None, None, "the saved state")
+
+    def set_adapter(self, adapter_name: str, inference_mode: bool = False) -> None:
+        """Make ``adapter_name`` the active adapter (its head copies too); ``inference_mode`` freezes them.
+
+        Raises:
+            ValueError: no adapter of that name (PEFT's message).
+        """
+        if not isinstance(adapter_name, str) or adapter_name not in self.peft_config:
+            raise ValueError(f"Adapter {adapter_name} not found.")
+        self.active_adapter = adapter_name
+        for wrapper in self._head_wrappers():
+            wrapper.set_adapter(adapter_name, inference_mode=inference_mode)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        """Remove an adapter and its head copies; when it was active, the first remaining one becomes active.
+
+        Raises:
+            ValueError: no adapter of that name (PEFT's message).
+        """
+        if adapter_name not in self.peft_config:
+            raise ValueError(f"Adapter {adapter_name} does not exist")
+        del self.peft_config[adapter_name]
+        del self.prompt_encoder[adapter_name]
+        remaining = list(self.peft_config)
+        for wrapper in self._head_wrappers():
+            wrapper.delete_adapter(adapter_name, remaining[0] if remaining else None)
+        if self.active_adapter == adapter_name:
+            if remaining:
+                warnings.warn(
+                    f"Adapter {adapter_name} was active which is now deleted. Setting active adapter to {remaining[0]}.",
+                    stacklevel=2,
+                )
+            self.active_adapter = remaining[0] if remaining else []
+
+    @property
+    def active_adapters(self) -> list[str]:
+        """``[active_adapter]`` (``[]`` when every adapter was deleted), PEFT's list form."""
+        return [self.active_adapter] if isinstance(self.active_adapter, str) else list(self.active_adapter)
 
     @property
     def active_peft_config(self) -> PromptLearningConfig:
         """The config of the active adapter."""
         return self.peft_config[self.active_adapter]
 
+    @property
+    def peft_type(self) -> PeftType:
+        """The method of the model's adapters (they all share one, as in PEFT)."""
+        return next(iter(self.peft_config.values())).peft_type
+
+    @property
+    def modules_to_save(self) -> set[str] | None:
+        """The names in every adapter's ``modules_to_save``, or ``None`` (PEFT's property)."""
+        names = {name for config in self.peft_config.values() for name in (config.modules_to_save or [])}
+        return names or None
+
+    @property
+    def cls_layer_name(self) -> str | None:
+        """The base model's child holding a trained head (PEFT's attribute), e.g. ``"classifier"``."""
+        names = self.modules_to_save or set()
+        return next((child for child, _ in self.base_model.named_children() if any(n in child for n in names)), None)
+
+    @property
+    def word_embeddings(self) -> nn.Module:
+        """The base model's input embedding (PEFT's attribute)."""
+        return self.base_model.get_input_embeddings()
+
+    def _head_wrappers(self) -> list[ModulesToSaveWrapper]:
+        return [m for m in self.base_model.modules() if isinstance(m, ModulesToSaveWrapper)]
+
+    @contextlib.contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        """Within the block, ``forward`` and ``generate`` run the base model alone (its original heads too).
+
+        Explained in: book/05_saving_and_loading.ipynb
+        """
+        was_disabled = self._adapters_disabled
+        wrappers = self._head_wrappers()
+        states = [wrapper.disabled for wrapper in wrappers]
+        self._adapters_disabled = True
+        for wrapper in wrappers:
+            wrapper.disabled = True
+        try:
+            yield
+        finally:
+            self._adapters_disabled = was_disabled
+            for wrapper, state in zip(wrappers, states):
+                wrapper.disabled = state
+
+    # ---- the virtual tokens ---------------------------------------------------------------------------
+
     def get_base_model(self) -> nn.Module:
         """The wrapped transformers model."""
         return self.base_model
 
-    def get_prompt(self, batch_size: int, cache: Any = None) -> Any:
+    def get_prompt(self, batch_size: int, task_ids: torch.Tensor | None = None, cache: Any = None) -> Any:
         """The virtual tokens for a batch, as the method injects them: for a prefix a ``DynamicCache``
         (``cache``, filled, when given) of ``num_layers`` pairs ``(batch_size, num_key_value_heads,
-        num_virtual_tokens, head_dim)``; for a soft prompt ``(batch_size, num_virtual_tokens, hidden_size)``."""
+        num_virtual_tokens, head_dim)``; for a soft prompt ``(batch_size, total, hidden_size)``."""
         config = self.active_peft_config
         prompt = self.prompt_table().expand(batch_size, -1, -1)  # (B, P, width), no copy
         if config.peft_type is not PeftType.PREFIX_TUNING:
             return prompt
         return build_prefix_cache(prefix_to_past_key_values(prompt, config), self.base_model.config, cache=cache)
 
-    def prompt_table(self) -> torch.Tensor:
-        """The encoder's output ``(1, num_virtual_tokens, width)`` in the model's dtype (``width``:
-        ``2*num_layers*token_dim``, or ``hidden_size`` for a soft prompt). Without gradients it is
-        computed once and reused until an encoder parameter changes (its version counter)."""
-        encoder = self.prompt_encoder[self.active_adapter]
+    def prompt_table(self, adapter_name: str | None = None) -> torch.Tensor:
+        """The encoder's output ``(1, total, width)`` in the model's dtype (``width``: ``2*num_layers*token_dim``,
+        or ``hidden_size`` for a soft prompt; ``total``: ``num_virtual_tokens``, times 2 for an encoder-decoder's
+        soft prompt). Without gradients it is computed once and reused until an encoder parameter changes."""
+        name = self.active_adapter if adapter_name is None else adapter_name
+        config, encoder = self.peft_config[name], self.prompt_encoder[name]
         params = tuple(encoder.parameters())
         dtype = next(self.base_model.parameters()).dtype
         cacheable = not torch.is_grad_enabled() or not any(p.requires_grad for p in params)
-        key = (dtype, *((id(p), p._version, p.device) for p in params))
+        key = (name, dtype, *((id(p), p._version, p.device) for p in params))
         cached = self.__dict__.get("_prompt_table_cache")
         if cacheable and cached is not None and cached[0] == key:
             return cached[1]
-        indices = torch.arange(self.active_peft_config.num_virtual_tokens, device=params[0].device)
+        total = config.num_virtual_tokens
+        if config.peft_type is not PeftType.PREFIX_TUNING:
+            total *= config.num_transformer_submodules or 1
+        indices = torch.arange(total, device=params[0].device)
         table = encoder(indices.unsqueeze(0)).to(dtype)  # (1, P, width)
         self.__dict__["_prompt_table_cache"] = (key, table.detach()) if cacheable else None
         return table
+
+    def get_prompt_embedding_to_save(self, adapter_name: str) -> torch.Tensor:
+        """The table to save for ``adapter_name``: ``(total, width)``, float32, on the CPU (PEFT's method)."""
+        with torch.no_grad():
+            return self.prompt_table(adapter_name)[0].detach().to("cpu", torch.float32)
 
     def _inject(
         self,
@@ -173,12 +375,18 @@ class PeftModel(nn.Module):
         """The base model's keyword arguments with the active adapter's virtual tokens injected.
 
         A prefix becomes the cache (a caller's cache that already holds it is kept); a soft prompt
-        goes before the input embeddings, with :meth:`_soft_prompt_positions`, segment 0 and (per-token
-        labels) -100 in front. ``attention_mask`` ``(B, T)`` -> ``(B, P + T)``; ``position_ids`` + ``P``.
+        goes before the input embeddings, with :meth:`_soft_prompt_positions`, segment 0, -100 labels
+        (per-token labels) in front and answer spans shifted by ``P`` (question answering).
+        ``attention_mask`` ``(B, T)`` -> ``(B, P + T)``; ``position_ids`` + ``P``. With the adapters
+        disabled, the inputs go to the base model unchanged.
 
         Raises:
             ValueError: neither ``input_ids`` nor ``inputs_embeds``; see :meth:`_begin_forward`.
         """
+        if self._adapters_disabled:
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
+            inputs.update({"labels": labels, "position_ids": position_ids, **kwargs})
+            return {k: v for k, v in inputs.items() if v is not None or k in ("input_ids", "inputs_embeds")}
         config = self.active_peft_config
         num_virtual = config.num_virtual_tokens
         prefix = config.peft_type is PeftType.PREFIX_TUNING
@@ -196,7 +404,7 @@ class PeftModel(nn.Module):
         else:  # a soft prompt: the virtual tokens are the first inputs
             if inputs_embeds is None:
                 inputs_embeds = self.base_model.get_input_embeddings()(input_ids)  # (B, T, hidden)
-            prompt = self.get_prompt(batch_size).to(inputs_embeds.dtype)  # (B, P, hidden)
+            prompt = self.get_prompt(batch_size)[:, :num_virtual].to(inputs_embeds.dtype)  # (B, P, hidden)
             inputs_embeds, input_ids = torch.cat([prompt, inputs_embeds], dim=1), None  # (B, P + T, hidden)
             if position_ids is not None:
                 virtual = self._soft_prompt_positions(position_ids)  # (B, P)
@@ -206,6 +414,9 @@ class PeftModel(nn.Module):
                 kwargs["token_type_ids"] = torch.cat([segment, kwargs["token_type_ids"]], dim=1)  # (B, P + T)
             if labels is not None and self._TOKEN_LABELS:
                 labels = torch.cat([labels.new_full((batch_size, num_virtual), -100), labels], dim=1)  # (B, P + T)
+            for key in ("start_positions", "end_positions"):  # answer spans index tokens, now P further on
+                if kwargs.get(key) is not None:
+                    kwargs[key] = kwargs[key] + num_virtual
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds, **kwargs}
         extra = {"labels": labels, "position_ids": position_ids, self._cache_kwarg: cache}
         inputs.update({k: v for k, v in extra.items() if v is not None})
@@ -228,9 +439,36 @@ class PeftModel(nn.Module):
         return caller_cache
 
     def _soft_prompt_positions(self, position_ids: torch.Tensor) -> torch.Tensor:
-        """Hook: the soft prompt's positions ``(batch, num_virtual_tokens)``; ``0..P-1`` here."""
+        """Hook: the soft prompt's positions ``(batch, num_virtual_tokens)``: the row's first position onward."""
         num_virtual = self.active_peft_config.num_virtual_tokens
-        return torch.arange(num_virtual, device=position_ids.device).expand(position_ids.shape[0], -1)
+        return position_ids[:, :1] + torch.arange(num_virtual, device=position_ids.device)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run the base model with the active adapter's virtual tokens injected (:meth:`_inject`).
+
+        ``input_ids`` ``(batch, seq_len)`` or ``inputs_embeds`` ``(batch, seq_len, hidden_size)``;
+        ``attention_mask`` and ``position_ids`` ``(batch, seq_len)``; other arguments go to the base model.
+        """
+        inputs = self._inject(input_ids, inputs_embeds, attention_mask, position_ids, labels, **kwargs)
+        output = self.base_model(**inputs)
+        cache = inputs.get(self._cache_kwarg)
+        if self._CHECK_PREFIX_USED and cache is not None and not self._adapters_disabled:
+            if cache.get_seq_length() == self.active_peft_config.num_virtual_tokens:  # layers append to the cache
+                raise RuntimeError(
+                    f"{type(self.base_model).__name__} ignored the prefix: its attention layers never saw the "
+                    f"{self._cache_kwarg} passed to it."
+                )
+        return output
+
+    # ---- parameters, training ---------------------------------------------------------------------------
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         """``(trainable parameters, all parameters)``, tied weights counted once (PEFT's count)."""
@@ -247,10 +485,81 @@ class PeftModel(nn.Module):
             f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
         )
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write the adapter in PEFT's format, atomically (:mod:`minipeft.save_load`): ``prompt_embeddings``
-        ``(num_virtual_tokens, width)``, the table the model uses. Explained in: book/05_saving_and_loading.ipynb"""
-        write_adapter(self, save_directory)
+    def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
+        """PEFT's method, which prompt learning does not support (as in PEFT).
+
+        Raises:
+            TypeError: always; freeze or unfreeze ``prompt_encoder[name]`` directly.
+        """
+        raise TypeError(
+            "Setting `requires_grad` is not supported for prompt learning methods like "
+            f"{self.peft_type.value}; use model.prompt_encoder[name].requires_grad_(...)."
+        )
+
+    def prepare_model_for_gradient_checkpointing(self, model: nn.Module) -> nn.Module:
+        """Make the input embeddings' output require gradients (PEFT's method), so that checkpointed
+        layers of a frozen model still pass gradients back to a soft prompt."""
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+        return model
+
+    def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        """``False``: a prompt-learning adapter has no LoRA equivalent (PEFT's answer)."""
+        return False
+
+    # ---- saving and loading ---------------------------------------------------------------------------
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        selected_adapters: list[str] | None = None,
+        save_embedding_layers: str | bool = "auto",
+        is_main_process: bool = True,
+        path_initial_model_for_weight_conversion: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write the adapters in PEFT's format, atomically (:func:`minipeft.save_load.write_adapters`).
+
+        ``"default"`` goes to ``save_directory``, any other adapter to ``save_directory/<name>``.
+
+        Args:
+            save_directory: The folder (created if missing).
+            safe_serialization: ``True``: ``adapter_model.safetensors``; ``False``: ``adapter_model.bin``.
+            selected_adapters: The adapters to save (all by default).
+            save_embedding_layers: PEFT's argument; a prompt-learning adapter has none to save.
+            is_main_process: Only the main process writes (``accelerate``, ``Trainer``).
+            path_initial_model_for_weight_conversion: PEFT's LoRA-only argument; must be ``None``.
+            **kwargs: ``state_dict`` (a state dict of this model, e.g. ``accelerator.get_state_dict``,
+                whose head tensors are saved instead of the model's).
+
+        Raises:
+            ValueError: ``save_directory`` is a file; an unknown adapter in ``selected_adapters``;
+                ``path_initial_model_for_weight_conversion`` given.
+
+        Explained in: book/05_saving_and_loading.ipynb
+        """
+        if path_initial_model_for_weight_conversion is not None:
+            raise ValueError("path_initial_model_for_weight_conversion converts LoRA variants; it has no meaning here.")
+        names = list(self.peft_config) if selected_adapters is None else list(selected_adapters)
+        unknown = [name for name in names if name not in self.peft_config]
+        if unknown:
+            raise ValueError(
+                "You passed an invalid `selected_adapters` arguments, current supported adapter names are "
+                f"{list(self.peft_config)} - got {selected_adapters}."
+            )
+        write_adapters(self, save_directory, names, safe_serialization, is_main_process, kwargs.get("state_dict"))
+
+    def push_to_hub(self, repo_id: str, *args: Any, **kwargs: Any) -> Any:
+        """Upload the adapter folder :meth:`save_pretrained` writes (nothing of the base model) to ``repo_id``.
+
+        Takes ``commit_message``, ``private``, ``token``, ``revision``, ``create_pr``, and ``save_pretrained``'s
+        ``safe_serialization`` / ``selected_adapters``. Returns ``huggingface_hub``'s ``CommitInfo``.
+
+        Explained in: book/05_saving_and_loading.ipynb
+        """
+        save_kwargs = {k: kwargs.pop(k) for k in ("safe_serialization", "selected_adapters") if k in kwargs}
+        return push_folder_to_hub(lambda folder: self.save_pretrained(folder, **save_kwargs), repo_id, *args, **kwargs)
 
     @classmethod
     def from_pretrained(
@@ -259,73 +568,196 @@ class PeftModel(nn.Module):
         model_id: str | os.PathLike,
         adapter_name: str = "default",
         is_trainable: bool = False,
-        allow_pickle: bool = False,
+        config: PromptLearningConfig | None = None,
+        autocast_adapter_dtype: bool = True,
+        ephemeral_gpu_offload: bool = False,
+        low_cpu_mem_usage: bool = False,
+        key_mapping: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> PeftModel:
-        """Load an adapter folder (minipeft's or PEFT's) onto ``model``, as the wrapper its ``task_type`` names.
+        """Load an adapter (a folder or a Hub repository, minipeft's or PEFT's) onto ``model``, wrapped for its task.
 
         Args:
             model: The base model the adapter was trained on (its shapes are checked).
-            model_id: The adapter folder.
-            adapter_name: PEFT's adapter name.
-            is_trainable: ``False``: a frozen table, eval mode. ``True``: trainable; a reparameterised
-                prefix gets its MLP back, or (a PEFT adapter) continues as a plain table, with a warning.
-            allow_pickle: Accept a pickled ``adapter_model.bin`` (read with ``weights_only=True``).
+            model_id: The adapter folder or Hub repository id.
+            adapter_name: The name to give it.
+            is_trainable: ``False``: a frozen table, eval mode. ``True``: trainable (PEFT refuses this for
+                prompt learning); a reparameterised prefix gets its MLP back, or (a PEFT adapter) continues as
+                a plain table, with a warning.
+            config: A config to use instead of the folder's ``adapter_config.json`` (it is used as is).
+            **kwargs: ``subfolder``, ``revision``, ``cache_dir``, ``token`` (the Hub), ``torch_device``,
+                ``device_map`` (a single device).
 
         Raises:
-            FileNotFoundError: the folder has no config or no weights.
-            ValueError: shapes that do not fit ``model`` (both named), a corrupt file, a ``SEQ_CLS`` head
-                that is missing or does not fit. On any error ``model`` is left untouched.
+            FileNotFoundError: no config or no weights there.
+            ValueError: shapes that do not fit ``model`` (both named), a corrupt file, a head that is
+                missing or does not fit, a config that is not a minipeft config. On any error ``model``
+                is left untouched.
 
         Explained in: book/05_saving_and_loading.ipynb
         """
-        config, encoder, state = read_adapter(model, model_id, is_trainable, allow_pickle)
-        wrapper = PeftModel._TASK_CLASSES[config.task_type]
+        if config is not None and not isinstance(config, PromptLearningConfig):
+            raise ValueError(f"The input config must be a PeftConfig, got {config.__class__}")
+        config, encoder, state = read_adapter(model, model_id, is_trainable, config=config, **kwargs)
+        if config.task_type is None:
+            config.task_type = infer_task_type(model)
+        wrapper = PeftModel._TASK_CLASSES.get(config.task_type, cls)
         source = Path(model_id) / WEIGHTS_NAME
         peft_model = wrapper(model, config, adapter_name, prompt_encoder=encoder, saved_state=state, source=source)
+        device = _device_of(kwargs)
+        if device is not None:
+            peft_model.to(device)
         return peft_model if is_trainable else peft_model.eval()
 
+    def load_adapter(
+        self,
+        model_id: str | os.PathLike,
+        adapter_name: str,
+        is_trainable: bool = False,
+        torch_device: str | None = None,
+        autocast_adapter_dtype: bool = True,
+        ephemeral_gpu_offload: bool = False,
+        low_cpu_mem_usage: bool = False,
+        key_mapping: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> _IncompatibleKeys:
+        """Load a saved adapter as ``adapter_name`` (not made active); into an existing adapter of that name,
+        its weights are replaced (``Trainer``'s resume). Returns PEFT's ``(missing_keys, unexpected_keys)``, empty.
+
+        Raises:
+            see :meth:`from_pretrained`; loading into an existing adapter of another shape.
+
+        Explained in: book/05_saving_and_loading.ipynb
+        """
+        config, encoder, state = read_adapter(self.base_model, model_id, is_trainable, **kwargs)
+        if adapter_name in self.peft_config:
+            self._replace_weights(adapter_name, config, encoder, state, Path(model_id) / WEIGHTS_NAME)
+        else:
+            self._add(adapter_name, config, encoder, state, Path(model_id) / WEIGHTS_NAME)
+        if not is_trainable:
+            self.eval()
+        device = torch_device or _device_of(kwargs)
+        if device is not None:
+            self.prompt_encoder[adapter_name].to(device)
+        return _IncompatibleKeys([], [])
+
+    def _replace_weights(
+        self,
+        adapter_name: str,
+        config: PromptLearningConfig,
+        encoder: nn.Module,
+        state: dict[str, torch.Tensor],
+        source: Path,
+    ) -> None:
+        current = self.prompt_encoder[adapter_name]
+        mine, theirs = current.state_dict(), encoder.state_dict()
+        if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
+            shapes = {k: tuple(v.shape) for k, v in theirs.items()}
+            raise ValueError(f"{source} does not fit adapter {adapter_name!r}: it holds {shapes}.")
+        heads = self._heads(self.base_model, self.peft_config[adapter_name], dict(state), source)
+        with torch.no_grad():
+            current.load_state_dict(theirs)
+            for wrapper_path, copy in heads.items():
+                wrapper = self.base_model.get_submodule(wrapper_path)
+                wrapper.modules_to_save[adapter_name].load_state_dict(copy.state_dict())
+
     def __getattr__(self, name: str) -> Any:
-        """Forward missing attributes (``config``, ``device``, ``generation_config``, ...) to the base model."""
+        """Forward missing attributes (``config``, ``device``, ``generation_config``, ...) to the base model.
+
+        Raises:
+            AttributeError: transformers' own adapter methods (``enable_adapters``, ...), which would act
+                on the base model behind the adapter's back.
+        """
         try:
             return super().__getattr__(name)
         except AttributeError:
-            if name == "base_model":
+            if name in ("base_model", "peft_config", "prompt_encoder"):
                 raise
+            if name in _BASE_MODEL_ADAPTER_METHODS:
+                raise AttributeError(
+                    f"'{type(self).__name__}' has no attribute '{name}': it is transformers' own adapter API, which "
+                    "would act on the base model behind minipeft's adapters (minipeft's are add_adapter, set_adapter, "
+                    "load_adapter, delete_adapter, disable_adapter)."
+                ) from None
             return getattr(self.base_model, name)
+
+
+def infer_task_type(model: nn.Module) -> TaskType | None:
+    """The task a transformers model's class does, by its name: ``...ForCausalLM`` (and ``GPT2LMHeadModel``)
+    -> ``CAUSAL_LM``, ``...ForSequenceClassification`` -> ``SEQ_CLS``, ``...ForTokenClassification`` ->
+    ``TOKEN_CLS``, ``...ForQuestionAnswering`` -> ``QUESTION_ANS``, an encoder-decoder with a language-model
+    head -> ``SEQ_2_SEQ_LM``; ``None`` otherwise (a bare model: :class:`PeftModel` injects generically)."""
+    name = type(model).__name__
+    encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
+    for suffix, task in (
+        ("ForSequenceClassification", TaskType.SEQ_CLS),
+        ("ForTokenClassification", TaskType.TOKEN_CLS),
+        ("ForQuestionAnswering", TaskType.QUESTION_ANS),
+    ):
+        if name.endswith(suffix):
+            return task
+    if name.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSeq2SeqLM")):
+        return TaskType.SEQ_2_SEQ_LM if encoder_decoder else TaskType.CAUSAL_LM
+    return None
+
+
+def _device_of(kwargs: dict[str, Any]) -> torch.device | None:
+    """The device of ``torch_device`` or a single-device ``device_map`` (``{"": "cpu"}``, ``"cpu"``)."""
+    device = kwargs.get("torch_device")
+    device_map = kwargs.get("device_map")
+    if device is None and isinstance(device_map, dict) and len(set(device_map.values())) == 1:
+        device = next(iter(device_map.values()))
+    elif device is None and isinstance(device_map, (str, torch.device)) and device_map not in ("auto", "balanced"):
+        device = device_map
+    return None if device is None else torch.device(device)
 
 
 def _refuse_checkpointing(model: nn.Module) -> None:
     """Raise if gradient (activation) checkpointing is on: transformers then drops the cache, the prefix."""
     if any(getattr(m, "gradient_checkpointing", False) for m in model.modules()):
         raise ValueError(
-            "Prefix tuning does not work with gradient (activation) checkpointing: the prefix is passed as "
-            "past_key_values, which transformers drops when checkpointing is on. Turn it off: "
+            "Prefix tuning does not work with gradient checkpointing: the prefix is passed as past_key_values, "
+            "which transformers drops when gradient (activation) checkpointing is on. Turn it off: "
             "model.activation_checkpointing_disable() (gradient_checkpointing_disable() in older transformers)."
         )
 
 
-def get_peft_model(model: nn.Module, peft_config: PromptLearningConfig, adapter_name: str = "default") -> PeftModel:
+def get_peft_model(
+    model: nn.Module,
+    peft_config: PromptLearningConfig,
+    adapter_name: str = "default",
+    mixed: bool = False,
+    autocast_adapter_dtype: bool = True,
+    revision: str | None = None,
+    low_cpu_mem_usage: bool = False,
+) -> PeftModel:
     """Freeze ``model`` and attach the adapter that ``peft_config`` describes.
 
     The config is copied and its missing shape fields are filled from ``model.config``. Returns the
     wrapper registered for the config's task type (``PeftModelForCausalLM``, ...), as PEFT's
-    ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``; ``model`` is an ``AutoModelFor...`` of that task.
+    ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``; ``model`` is an ``AutoModelFor...`` of that task. Without a
+    task type it is read from the model's class (:func:`infer_task_type`; PEFT would wrap the model in a
+    ``PeftModel`` that silently ignores the virtual tokens).
 
     Raises:
         TypeError: ``peft_config`` is not a minipeft config, or ``model`` is already wrapped.
-        ValueError: the config does not fit the model (see ``fill_from_model_config``).
+        ValueError: ``mixed=True`` (PEFT's mixed LoRA models); the config does not fit the model.
 
     Explained in: book/01_why_prefix_tuning.ipynb
     """
-    if not isinstance(peft_config, (PrefixTuningConfig, PromptTuningConfig)):
+    if not isinstance(peft_config, PromptLearningConfig):
         raise TypeError(
-            "get_peft_model expects a minipeft.PrefixTuningConfig or minipeft.PromptTuningConfig, "
+            "get_peft_model expects a minipeft.PrefixTuningConfig, PromptTuningConfig or PromptEncoderConfig, "
             f"got {type(peft_config).__name__}."
         )
-    if isinstance(model, PeftModel):
-        raise TypeError("This model is already a minipeft PeftModel; wrap the base model (model.get_base_model()).")
-    config = dataclasses.replace(peft_config)
-    config.fill_from_model_config(model.config)
+    if mixed:
+        raise ValueError("mixed=True builds PEFT's PeftMixedModel of LoRA-like adapters; prompt learning has none.")
+    config = type(peft_config).from_dict(peft_config.to_dict())  # a copy: the caller's config stays as it was
+    if config.task_type is None:
+        config.task_type = infer_task_type(model)
+    if revision is not None:
+        config.revision = revision
     if config.base_model_name_or_path is None:
         config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
-    return PeftModel._TASK_CLASSES[config.task_type](model, config, adapter_name)
+    wrapper = PeftModel._TASK_CLASSES.get(config.task_type, PeftModel)
+    return wrapper(model, config, adapter_name, autocast_adapter_dtype, low_cpu_mem_usage)

@@ -60,9 +60,14 @@ class PrefixEncoder(nn.Module):
                 nn.Tanh(),
                 nn.Linear(config.encoder_hidden_size, out_dim),
             )
+            if config.init_weights == "zero":  # PEFT 0.19: the prefix starts at zero
+                nn.init.zeros_(self.transform[-1].weight)
+                nn.init.zeros_(self.transform[-1].bias)
         else:
             # P-Tuning v2 (and an adapter loaded for inference): the table is the prefix itself
             self.embedding = nn.Embedding(config.num_virtual_tokens, out_dim)
+            if config.init_weights == "zero":
+                nn.init.zeros_(self.embedding.weight)
 
     def forward(self, prefix: torch.Tensor) -> torch.Tensor:
         """``prefix`` ``(batch, num_virtual_tokens)`` -> ``(batch, num_virtual_tokens, 2*num_layers*token_dim)``."""

@@ -32,24 +32,26 @@ class PromptEmbedding(nn.Module):
             by the ``TEXT`` and ``SAMPLE_VOCAB`` initialisations.
 
     Shapes:
-        input ``indices``: ``(batch, num_virtual_tokens)``; output ``(batch, num_virtual_tokens, token_dim)``.
+        input ``indices``: ``(batch, total)``; output ``(batch, total, token_dim)``, ``total`` being
+        ``num_virtual_tokens * num_transformer_submodules`` (an encoder-decoder has a prompt for each side).
 
     Explained in: book/02_virtual_tokens.ipynb
     """
 
     def __init__(self, config: PromptTuningConfig, word_embeddings: nn.Embedding) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(config.num_virtual_tokens, config.token_dim)
+        total = config.num_virtual_tokens * (config.num_transformer_submodules or 1)
+        self.embedding = nn.Embedding(total, config.token_dim)
         if config.inference_mode or config.prompt_tuning_init is PromptTuningInit.RANDOM:
             return
         if config.prompt_tuning_init is PromptTuningInit.SAMPLE_VOCAB:
-            token_ids = torch.randint(0, word_embeddings.num_embeddings, (config.num_virtual_tokens,))
+            token_ids = torch.randint(0, word_embeddings.num_embeddings, (total,))
         else:
             kwargs = dict(config.tokenizer_kwargs or {})
             kwargs.pop("trust_remote_code", None)  # a config file must not run code
             tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_name_or_path, **kwargs)
             ids = tokenizer(config.prompt_tuning_init_text)["input_ids"]  # as PEFT: special tokens included
-            ids = (ids * math.ceil(config.num_virtual_tokens / len(ids)))[: config.num_virtual_tokens]
+            ids = (ids * math.ceil(total / len(ids)))[:total]
             token_ids = torch.tensor(ids)
         with torch.no_grad():
             rows = word_embeddings.weight[token_ids.to(word_embeddings.weight.device)]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import os
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -175,39 +174,38 @@ class PeftModelForSeq2SeqLM(GenerationMixin, PeftModel, task_type=TaskType.SEQ_2
     Explained in: book/10_encoder_decoder_models.ipynb
     """
 
-    _GENERATION_MASK = "decoder_attention_mask"
-
-    def _prepare(
-        self,
-        model: nn.Module,
-        config: PromptLearningConfig,
-        adapter_name: str,
-        saved_state: dict[str, torch.Tensor] | None,
-        source: str | os.PathLike,
-    ) -> None:
-        if config.peft_type is not PeftType.PREFIX_TUNING or config.task_type is not TaskType.SEQ_2_SEQ_LM:
-            raise ValueError(
-                "PeftModelForSeq2SeqLM implements prefix tuning with task_type='SEQ_2_SEQ_LM', got "
-                f"peft_type={config.peft_type.value!r}, task_type={TaskType(config.task_type).value!r}."
-            )
+    def _prepare(self, model: nn.Module, config: PromptLearningConfig, adapter_name: str) -> None:
         if not getattr(model.config, "is_encoder_decoder", False):
             raise ValueError(
                 f"{type(model).__name__} is not an encoder-decoder (config.is_encoder_decoder is not True); "
                 "task_type='SEQ_2_SEQ_LM' needs one such as T5ForConditionalGeneration or BartForConditionalGeneration."
             )
+        self.num_decoder_layers = decoder_layer_count(model.config)
+        if config.peft_type is not PeftType.PREFIX_TUNING:
+            return
         decoder_heads = getattr(model.config, "decoder_attention_heads", None)
         if decoder_heads is not None and decoder_heads != config.num_attention_heads:
             raise ValueError(
                 f"The decoder has {decoder_heads} attention heads and the encoder {config.num_attention_heads}; "
                 "the prefix (sized by the encoder, as PEFT does) would not fit the decoder's attention."
             )
-        self.num_decoder_layers = decoder_layer_count(model.config)
-        self.prefix_slots = prefix_slots(config, self.num_decoder_layers)
-        self._encoder_attentions: tuple[tuple[str, str], ...] = ()
+        prefix_slots(config, self.num_decoder_layers)  # raises for a decoder PEFT's layout cannot reach
         if config.prefix_encoder_and_cross_attention:
-            self._encoder_attentions = _encoder_self_attentions(model.get_encoder(), config.num_layers)
+            _encoder_self_attentions(model.get_encoder(), config.num_layers)
 
-    def get_prompt(self, batch_size: int, cache: Any = None) -> EncoderDecoderCache:
+    @property
+    def prefix_slots(self) -> PrefixSlots:
+        """Which table slot each attention layer reads, for the active adapter (:func:`prefix_slots`)."""
+        return prefix_slots(self.active_peft_config, self.num_decoder_layers)
+
+    @property
+    def _encoder_attentions(self) -> tuple[tuple[str, str], ...]:
+        config = self.active_peft_config
+        if not getattr(config, "prefix_encoder_and_cross_attention", False):
+            return ()
+        return _encoder_self_attentions(self.base_model.get_encoder(), config.num_layers)
+
+    def get_prompt(self, batch_size: int, task_ids: torch.Tensor | None = None, cache: Any = None) -> Any:
         """The decoder's prefix as an ``EncoderDecoderCache`` (what PEFT's ``get_prompt`` returns).
 
         Its self-attention half holds each decoder layer's slot, ``(batch_size, num_attention_heads,
@@ -215,10 +213,15 @@ class PeftModelForSeq2SeqLM(GenerationMixin, PeftModel, task_type=TaskType.SEQ_2
         layout) or holds each cross-attention's prefix, with ``is_updated`` False so the model
         appends the encoder's keys and values after it.
 
+        A soft prompt: ``(batch_size, 2 * num_virtual_tokens, hidden_size)``, PEFT's layout, of which
+        the encoder's input takes the first ``num_virtual_tokens`` (PEFT never uses the rest).
+
         Args:
             batch_size: Rows of the decoder's batch (times ``num_beams`` when generating).
             cache: An empty ``EncoderDecoderCache`` of ``DynamicCache`` s to fill; new when ``None``.
         """
+        if self.active_peft_config.peft_type is not PeftType.PREFIX_TUNING:
+            return self.prompt_table().expand(batch_size, -1, -1)
         return self._decoder_cache(self.prompt_table(), batch_size, cache)
 
     def _decoder_cache(self, table: torch.Tensor, batch_size: int, cache: Any = None) -> EncoderDecoderCache:
@@ -327,9 +330,36 @@ class PeftModelForSeq2SeqLM(GenerationMixin, PeftModel, task_type=TaskType.SEQ_2
             ValueError: no ``input_ids``, ``inputs_embeds`` or ``encoder_outputs``; a cache passed in;
                 ``encoder_outputs`` with ``prefix_encoder_and_cross_attention=True``.
         """
+        if self._adapters_disabled:
+            return self.base_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=decoder_attention_mask,
+                decoder_inputs_embeds=decoder_inputs_embeds,
+                labels=labels,
+                **kwargs,
+            )
         self._begin_forward(kwargs)
-        num_virtual = self.active_peft_config.num_virtual_tokens
+        config = self.active_peft_config
+        num_virtual = config.num_virtual_tokens
         batch_size = _batch_size(input_ids, inputs_embeds, kwargs.get("encoder_outputs"))
+        if config.peft_type is not PeftType.PREFIX_TUNING:  # a soft prompt before the encoder's input
+            if inputs_embeds is None:
+                inputs_embeds = self.base_model.get_input_embeddings()(input_ids)  # (B, T_src, d_model)
+            prompt = self.get_prompt(batch_size)[:, :num_virtual].to(inputs_embeds.dtype)  # (B, P, d_model)
+            if attention_mask is not None:
+                attention_mask = extend_attention_mask(attention_mask, num_virtual)  # (B, P + T_src)
+            return self.base_model(
+                inputs_embeds=torch.cat([prompt, inputs_embeds], dim=1),  # (B, P + T_src, d_model)
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=decoder_attention_mask,
+                decoder_inputs_embeds=decoder_inputs_embeds,
+                labels=labels,
+                **kwargs,
+            )
         if decoder_attention_mask is not None:
             decoder_attention_mask = extend_attention_mask(decoder_attention_mask, num_virtual)  # (B, P + T_dec)
         source = input_ids if input_ids is not None else inputs_embeds
@@ -349,16 +379,45 @@ class PeftModelForSeq2SeqLM(GenerationMixin, PeftModel, task_type=TaskType.SEQ_2
             )
 
     def _generation_context(self, args: tuple, kwargs: dict[str, Any]) -> contextlib.AbstractContextManager:
-        """With an encoder prefix: the encoder's mask grows, and the encoder runs with its prefix."""
-        given = [args[0]] if args else [kwargs.get(key) for key in ("input_ids", "inputs", "inputs_embeds")]
+        """A soft prompt: the encoder's input becomes ``[prompt; tokens]`` embeddings (PEFT's ``generate``).
+        An encoder prefix: the encoder's mask grows, and the encoder runs with its prefix."""
+        config = self.active_peft_config
+        if config.peft_type is not PeftType.PREFIX_TUNING:
+            input_ids = kwargs.pop("input_ids", None)
+            if input_ids is None:
+                raise ValueError("input_ids must be provided for generation with a soft prompt (PEFT's rule).")
+            embeds = self.base_model.get_input_embeddings()(input_ids)  # (B, T_src, d_model)
+            prompt = self.get_prompt(embeds.shape[0])[:, : config.num_virtual_tokens].to(embeds.dtype)
+            kwargs["inputs_embeds"] = torch.cat([prompt, embeds], dim=1)  # (B, P + T_src, d_model)
+            if kwargs.get("attention_mask") is not None:
+                kwargs["attention_mask"] = extend_attention_mask(kwargs["attention_mask"], config.num_virtual_tokens)
+            return contextlib.nullcontext()
+        given = [kwargs.get(key) for key in ("input_ids", "inputs", "inputs_embeds")]
         source = next((tensor for tensor in given if tensor is not None), None)
         mask = self._encoder_attention_mask(kwargs.get("attention_mask"), source, kwargs.get("encoder_outputs"))
         if mask is not None:
             kwargs["attention_mask"] = mask
         return self._encoder_prefix()
 
+    def generate(self, **kwargs: Any) -> Any:
+        """``base_model.generate`` with the virtual tokens injected (keyword arguments only, as PEFT's).
+
+        A prefix goes into the decoder's cache at the first step (and the encoder's, with
+        ``prefix_encoder_and_cross_attention=True``); a soft prompt goes before the encoder's input.
+
+        Raises:
+            ValueError: a soft prompt without ``input_ids``; ``encoder_outputs`` with an encoder prefix;
+                a cache other than an ``EncoderDecoderCache`` of ``DynamicCache`` s.
+        """
+        return super().generate(**kwargs)
+
+    def _generation_mask(self) -> str | None:
+        return "decoder_attention_mask" if self.active_peft_config.peft_type is PeftType.PREFIX_TUNING else None
+
     def _first_generation_step(self, inputs: dict[str, Any], cache: Any) -> None:
         """The decoder's prefix, for the decoder batch (times ``num_beams``), into ``generate``'s cache."""
+        if self.active_peft_config.peft_type is not PeftType.PREFIX_TUNING:
+            return
         tokens = inputs.get("decoder_input_ids")
         batch_size = (tokens if tokens is not None else inputs["decoder_inputs_embeds"]).shape[0]
         inputs[self._cache_kwarg] = self.get_prompt(batch_size, cache=cache)

@@ -94,8 +94,9 @@ def test_files_match_peft_format(tmp_path):
     peft_model(base, prefix_projection=True).save_pretrained(tmp_path / "theirs")
     ours = json.loads((tmp_path / "ours" / "adapter_config.json").read_text())
     theirs = json.loads((tmp_path / "theirs" / "adapter_config.json").read_text())
-    assert set(ours) == set(theirs) - {"peft_version"}
-    assert {k: v for k, v in ours.items() if k != "base_model_name_or_path"} == {
+    assert set(ours) == set(theirs)
+    assert ours["peft_version"] == "0.21.2"  # the PEFT format written (PEFT writes its own version)
+    assert {k: v for k, v in ours.items() if k not in ("peft_version", "base_model_name_or_path")} == {
         k: v for k, v in theirs.items() if k not in ("peft_version", "base_model_name_or_path")
     }
     with safe_open(tmp_path / "ours" / "adapter_model.safetensors", "pt") as f:
@@ -215,18 +216,22 @@ def test_missing_truncated_and_foreign_files(tmp_path):
     assert all(p.requires_grad for p in base.parameters())
 
 
-def test_pickled_weights_need_opt_in(tmp_path):
+def test_pickled_weights_load_as_weights_only(tmp_path):
     base = tiny_llama()
     model = minipeft_model(base)
-    model.save_pretrained(tmp_path)
-    table = model.prompt_table()[0].detach()
-    (tmp_path / "adapter_model.safetensors").unlink()
-    torch.save({"prompt_embeddings": table}, tmp_path / "adapter_model.bin")
-    with pytest.raises(ValueError, match="is a pickle"):
-        PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)
-    loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path, allow_pickle=True)
+    model.save_pretrained(tmp_path, safe_serialization=False)  # PEFT's adapter_model.bin
+    assert not (tmp_path / "adapter_model.safetensors").exists()
+    loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)
     batch = batch_for(base)
     assert (logits(model, **batch) - logits(loaded, **batch)).abs().max() <= ATOL
+
+    class RunsCode:  # what an unrestricted unpickle would execute
+        def __reduce__(self):
+            return (print, ("arbitrary code ran",))
+
+    torch.save({"prompt_embeddings": RunsCode()}, tmp_path / "adapter_model.bin")
+    with pytest.raises(ValueError, match=r"not loadable with torch.load\(weights_only=True\)"):
+        PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)
 
 
 def test_inference_prefix_is_computed_once(tmp_path):

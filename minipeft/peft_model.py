@@ -27,12 +27,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
+from transformers import PreTrainedModel
 
 from .config import PeftType, PromptLearningConfig, TaskType
 from .hub import push_folder_to_hub
 from .injection import build_prefix_cache, cache_kwarg, extend_attention_mask, prefix_to_past_key_values
 from .modules_to_save import ModulesToSaveWrapper, find_modules_to_save, trained_copies
-from .save_load import WEIGHTS_NAME, build_encoder, read_adapter, write_adapters
+from .save_load import WEIGHTS_NAME, build_encoder, read_adapter, write_adapters, write_resume_state
 
 __all__ = ["PeftModel", "get_peft_model"]
 
@@ -49,8 +50,13 @@ _BASE_MODEL_ADAPTER_METHODS = {
 }
 
 
-class PeftModel(nn.Module):
+class PeftModel(PreTrainedModel):
     """A frozen base model with prompt-learning adapters; one active at a time (``"default"`` first, as in PEFT).
+
+    To transformers it is a ``PreTrainedModel`` whose model API (``config``, ``device``,
+    ``gradient_checkpointing_enable``, ...) is its base model's, so ``Trainer`` saves it through
+    :meth:`save_pretrained` (an adapter folder, not the base model's weights); PEFT's own ``PeftModel``
+    is recognised by ``Trainer`` by name instead.
 
     Args:
         model: The transformers model to adapt; its parameters are frozen.
@@ -75,7 +81,7 @@ class PeftModel(nn.Module):
     Explained in: book/01_why_prefix_tuning.ipynb
     """
 
-    _TASK_CLASSES: ClassVar[dict[TaskType, type[PeftModel]]] = {}  # filled by class X(PeftModel, task_type=...)
+    _TASK_CLASSES: ClassVar[dict[TaskType, type]] = {}  # filled by class X(PeftModel, task_type=...)
     _TASK_TYPE: ClassVar[TaskType | None] = None
     _TOKEN_LABELS: ClassVar[bool] = False  # per-token labels (-100 in front of a soft prompt), not per sequence
     _CONTINUES_FROM_CACHE: ClassVar[bool] = False  # forward may continue from a caller's cache (a causal LM)
@@ -83,7 +89,7 @@ class PeftModel(nn.Module):
     _CHECK_PREFIX_USED: ClassVar[bool] = False  # an encoder task: raise if the model dropped the prefix
 
     def __init_subclass__(cls, task_type: TaskType | None = None, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
+        super(PreTrainedModel, cls).__init_subclass__(**kwargs)  # not transformers' config_class bookkeeping
         if task_type is not None:
             cls._TASK_TYPE = TaskType(task_type)
             PeftModel._TASK_CLASSES[cls._TASK_TYPE] = cls
@@ -100,7 +106,7 @@ class PeftModel(nn.Module):
         saved_state: dict[str, torch.Tensor] | None = None,
         source: str | os.PathLike = "the saved state",
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not PreTrainedModel's: the model's config and state stay the base model's
         if isinstance(model, PeftModel):
             raise TypeError("This model is already a minipeft PeftModel; wrap the base model (model.get_base_model()).")
         self.base_model = model
@@ -114,6 +120,18 @@ class PeftModel(nn.Module):
         for wrapper in self._head_wrappers():  # the frozen base model's trained heads stay trainable
             wrapper.set_adapter(adapter_name, inference_mode=peft_config.inference_mode)
         self.base_model_prepare_inputs_for_generation = getattr(model, "prepare_inputs_for_generation", None)
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The wrapped transformers model (a submodule; PreTrainedModel's own ``base_model`` is not used)."""
+        return self._modules["base_model"]
+
+    @property
+    def _keys_to_ignore_on_save(self) -> set[str]:
+        """The base model's keys (``base_model.*``), which an adapter folder leaves out: transformers' Trainer
+        then takes their absence from a resumed checkpoint as expected, not as missing weights."""
+        prefixed = {f"base_model.{key}" for key in self.base_model.state_dict()}
+        return {key for key in prefixed if ".modules_to_save." not in key}
 
     # ---- adapters -------------------------------------------------------------------------------------
 
@@ -531,7 +549,9 @@ class PeftModel(nn.Module):
             is_main_process: Only the main process writes (``accelerate``, ``Trainer``).
             path_initial_model_for_weight_conversion: PEFT's LoRA-only argument; must be ``None``.
             **kwargs: ``state_dict`` (a state dict of this model, e.g. ``accelerator.get_state_dict``,
-                whose head tensors are saved instead of the model's).
+                whose head tensors are saved instead of the model's). Passed (as ``Trainer`` and
+                ``accelerate`` pass it), it also gets ``model.safetensors``, the adapters' tensors under this
+                model's own names, which ``Trainer(resume_from_checkpoint=...)`` reloads.
 
         Raises:
             ValueError: ``save_directory`` is a file; an unknown adapter in ``selected_adapters``;
@@ -549,6 +569,8 @@ class PeftModel(nn.Module):
                 f"{list(self.peft_config)} - got {selected_adapters}."
             )
         write_adapters(self, save_directory, names, safe_serialization, is_main_process, kwargs.get("state_dict"))
+        if "state_dict" in kwargs and is_main_process:  # a Trainer checkpoint (or accelerate's save)
+            write_resume_state(self, save_directory)
 
     def push_to_hub(self, repo_id: str, *args: Any, **kwargs: Any) -> Any:
         """Upload the adapter folder :meth:`save_pretrained` writes (nothing of the base model) to ``repo_id``.
@@ -671,15 +693,57 @@ class PeftModel(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            if name in ("base_model", "peft_config", "prompt_encoder"):
+            if name in ("base_model", "peft_config", "prompt_encoder") or "base_model" not in self._modules:
                 raise
             if name in _BASE_MODEL_ADAPTER_METHODS:
-                raise AttributeError(
-                    f"'{type(self).__name__}' has no attribute '{name}': it is transformers' own adapter API, which "
-                    "would act on the base model behind minipeft's adapters (minipeft's are add_adapter, set_adapter, "
-                    "load_adapter, delete_adapter, disable_adapter)."
-                ) from None
-            return getattr(self.base_model, name)
+                _Refused(name).__get__(self, type(self))
+            return getattr(self._modules["base_model"], name)
+
+
+class _FromBaseModel:
+    """A class attribute of ``PreTrainedModel`` that a :class:`PeftModel` reads from its base model instead."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None:
+            return getattr(PreTrainedModel, self.name)
+        return getattr(instance.base_model, self.name)
+
+
+class _Refused:
+    """transformers' own adapter API on a :class:`PeftModel`: it would act on the base model behind the adapters."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        raise AttributeError(
+            f"'{owner.__name__}' has no attribute '{self.name}': it is transformers' own adapter API, which would act "
+            "on the base model behind minipeft's adapters (minipeft's are add_adapter, set_adapter, load_adapter, "
+            "delete_adapter, disable_adapter)."
+        )
+
+
+def _present_as_pretrained_model(cls: type[PeftModel]) -> None:
+    """Every attribute of ``PreTrainedModel`` and its mixins that ``cls`` does not define becomes its base
+    model's; where ``PreTrainedModel`` overrides ``nn.Module`` (``to``, ``train``, ...), ``nn.Module``'s is kept."""
+    for klass in PreTrainedModel.__mro__:
+        if klass in (nn.Module, object):
+            continue
+        for name in klass.__dict__:
+            if name in cls.__dict__ or (name.startswith("__") and name.endswith("__")):
+                continue
+            if name in nn.Module.__dict__:
+                setattr(cls, name, nn.Module.__dict__[name])
+            elif name in _BASE_MODEL_ADAPTER_METHODS:
+                setattr(cls, name, _Refused(name))
+            else:
+                setattr(cls, name, _FromBaseModel(name))
+
+
+_present_as_pretrained_model(PeftModel)
 
 
 def infer_task_type(model: nn.Module) -> TaskType | None:

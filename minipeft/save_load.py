@@ -63,6 +63,7 @@ ENCODER_STATE_NAMES = {
     PeftType.P_TUNING: "prompt_encoder.safetensors",
 }
 MODEL_CARD_NAME = "README.md"
+RESUME_NAME = "model.safetensors"  # Trainer's resume file (write_resume_state)
 _ENCODERS = {
     PeftType.PREFIX_TUNING: PrefixEncoder,
     PeftType.PROMPT_TUNING: PromptEmbedding,
@@ -230,6 +231,18 @@ def write_adapters(
         for file_name in stale:  # an older save's other format or MLP no longer matches the table
             if file_name not in writes:
                 (folder / file_name).unlink(missing_ok=True)
+
+
+def write_resume_state(peft_model: Any, save_directory: str | os.PathLike) -> None:
+    """Write ``model.safetensors``: the adapters' tensors (``prompt_encoder.*``, trained head copies) under the
+    wrapper's own names, nothing of the base model. ``transformers.Trainer(resume_from_checkpoint=...)`` reloads
+    this file into the model (``load_state_dict(strict=False)``); it only looks for PEFT's files on PEFT's class."""
+    state = {
+        k: v.detach().to("cpu").contiguous()
+        for k, v in peft_model.state_dict().items()
+        if k.startswith("prompt_encoder.") or ".modules_to_save." in k
+    }
+    _write_files(Path(save_directory), {RESUME_NAME: lambda p: save_file(state, p, metadata={"format": "pt"})})
 
 
 def _write_files(folder: Path, writes: dict[str, Any]) -> None:

@@ -88,3 +88,33 @@ def test_inputs_embeds_equal_input_ids(tiny_model):
         a = peft_model(input_ids=input_ids, attention_mask=attention_mask).logits
         b = peft_model(inputs_embeds=embeds, attention_mask=attention_mask).logits
     assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_transformers_adapter_api_is_refused_and_peft_methods_are_minipefts(tiny_model):
+    model = wrap(tiny_model)
+    for name in ("enable_adapters", "disable_adapters", "get_adapter_state_dict"):
+        with pytest.raises(AttributeError, match="transformers' own adapter API"):
+            getattr(model, name)
+    for name in ("push_to_hub", "save_pretrained", "add_adapter", "load_adapter", "set_adapter", "delete_adapter"):
+        assert getattr(type(model), name).__module__.startswith("minipeft"), name
+    assert model.config is tiny_model.config and model.device == tiny_model.device  # the rest is the base model's
+
+
+def test_adapters_are_added_set_and_deleted(tiny_model):
+    model = wrap(tiny_model)
+    model.add_adapter("second", PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    assert model.active_adapters == ["default"] and set(model.peft_config) == {"default", "second"}
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        first = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        model.set_adapter("second")
+        second = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        with model.disable_adapter():
+            plain = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    assert not torch.allclose(first, second) and not torch.allclose(second, plain)
+    assert torch.allclose(plain, tiny_model(input_ids=input_ids, attention_mask=attention_mask).logits)
+    with pytest.raises(ValueError, match="already exists"):
+        model.add_adapter("second", PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    with pytest.warns(UserWarning, match="Setting active adapter to default"):
+        model.delete_adapter("second")
+    assert model.active_adapters == ["default"]

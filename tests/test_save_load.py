@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import stat
 
 import peft
 import pytest
@@ -251,3 +253,30 @@ def test_inference_prefix_is_computed_once(tmp_path):
         model(**batch)
         model(**batch)
     assert len(calls) == 1
+
+
+def test_saved_files_have_a_new_files_mode(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    minipeft_model(tiny_llama(), prefix_projection=True).save_pretrained(tmp_path)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert set(modes) == {"adapter_config.json", "adapter_model.safetensors", "README.md", "prefix_encoder.safetensors"}
+    assert set(modes.values()) == {0o666 & ~umask}  # 0644 under the usual umask, as PEFT's files (not mkstemp's 0600)
+
+
+def test_several_adapters_save_to_subfolders_and_load_back(tmp_path):
+    base = tiny_llama()
+    model = minipeft_model(base)
+    model.add_adapter("other", PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "adapter_model.safetensors").is_file() and (tmp_path / "other" / "adapter_config.json").is_file()
+    loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)
+    loaded.load_adapter(tmp_path / "other", "other")
+    assert loaded.active_adapter == "default" and set(loaded.peft_config) == {"default", "other"}
+    batch = batch_for(base)
+    for name in ("default", "other"):
+        model.set_adapter(name)
+        loaded.set_adapter(name)
+        assert (logits(model, **batch) - logits(loaded, **batch)).abs().max() <= ATOL
+    model.save_pretrained(tmp_path / "only", selected_adapters=["other"])
+    assert not (tmp_path / "only" / "adapter_config.json").exists() and (tmp_path / "only" / "other").is_dir()

@@ -12,6 +12,16 @@ here too, for the chapters.
 """
 
 from ._version import __version__ as __version__
+from .auto import (
+    AutoPeftModel,
+    AutoPeftModelForCausalLM,
+    AutoPeftModelForFeatureExtraction,
+    AutoPeftModelForQuestionAnswering,
+    AutoPeftModelForSeq2SeqLM,
+    AutoPeftModelForSequenceClassification,
+    AutoPeftModelForTokenClassification,
+    get_peft_config,
+)
 from .book import *  # noqa: F403  (the book's scaffolding, for the chapters; listed in minipeft.book.__all__)
 from .causal_lm import PeftModelForCausalLM
 from .config import (
@@ -54,6 +64,14 @@ from .token_classification import PeftModelForTokenClassification
 from .utils import prepare_model_for_kbit_training
 
 __all__ = [
+    "AutoPeftModel",
+    "AutoPeftModelForCausalLM",
+    "AutoPeftModelForFeatureExtraction",
+    "AutoPeftModelForQuestionAnswering",
+    "AutoPeftModelForSeq2SeqLM",
+    "AutoPeftModelForSequenceClassification",
+    "AutoPeftModelForTokenClassification",
+    "get_peft_config",
     "ModulesToSaveWrapper",
     "PeftModelForFeatureExtraction",
     "PeftModelForQuestionAnswering",

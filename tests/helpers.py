@@ -21,7 +21,10 @@ from transformers import (
     BartConfig,
     BartForConditionalGeneration,
     BertConfig,
+    BertForQuestionAnswering,
     BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
     BloomConfig,
     BloomForCausalLM,
     GPT2Config,
@@ -29,8 +32,12 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     LlamaForSequenceClassification,
+    LlamaModel,
     RobertaConfig,
+    RobertaForQuestionAnswering,
     RobertaForSequenceClassification,
+    RobertaForTokenClassification,
+    RobertaModel,
     T5Config,
     T5ForConditionalGeneration,
 )
@@ -185,6 +192,37 @@ def tiny_bert_classifier_for(tokenizer: Any) -> BertForSequenceClassification:
         max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id,
     ).eval()
+
+
+# --- token classifiers, extractive QA, bare backbones (TOKEN_CLS, QUESTION_ANS, FEATURE_EXTRACTION) ---------
+
+#: The tiny token classifiers' tag set size.
+NUM_TOKEN_LABELS = 5
+#: ``(task, arch)`` -> (model class, config class); every model has SEQ_CLS_COMMON's shape and SEQ_CLS_LAYERS layers.
+ENCODER_TASK_CLASSES = {
+    ("token", "bert"): (BertForTokenClassification, BertConfig),
+    ("token", "roberta"): (RobertaForTokenClassification, RobertaConfig),
+    ("qa", "bert"): (BertForQuestionAnswering, BertConfig),
+    ("qa", "roberta"): (RobertaForQuestionAnswering, RobertaConfig),
+    ("bare", "bert"): (BertModel, BertConfig),
+    ("bare", "roberta"): (RobertaModel, RobertaConfig),
+    ("bare", "llama"): (LlamaModel, LlamaConfig),
+}
+
+
+def encoder_task_model(task: str, arch: str) -> nn.Module:
+    """A tiny model of ``task`` (``"token"``: per-token tags, head ``classifier``; ``"qa"``: answer spans,
+    head ``qa_outputs``; ``"bare"``: no head) and ``arch`` (``"bert"``, ``"roberta"``; ``"llama"`` bare only),
+    seed 0, eval mode, random weights. BERT pads with 0, RoBERTa with 1, Llama with 0."""
+    model_cls, config_cls = ENCODER_TASK_CLASSES[task, arch]
+    config = dict(**SEQ_CLS_COMMON, num_hidden_layers=SEQ_CLS_LAYERS, max_position_embeddings=64)
+    config["pad_token_id"] = 1 if arch == "roberta" else 0
+    if task == "token":
+        config["num_labels"] = NUM_TOKEN_LABELS
+    if arch == "llama":
+        config["num_key_value_heads"] = 2
+    torch.manual_seed(0)
+    return model_cls(config_cls(**config)).eval()
 
 
 # --- encoder-decoders (TaskType.SEQ_2_SEQ_LM) -------------------------------------------------------

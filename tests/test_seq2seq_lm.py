@@ -4,7 +4,9 @@ Tiny T5 and BART models (random weights, built from configs). In PEFT's layout (
 same table gives PEFT's cache, logits, loss, gradients and generated tokens, and adapter files go both
 ways; PEFT's layer mapping (decoder layer i reads slot 2i mod num_layers) is checked against PEFT's
 own ``get_prompt``. With ``prefix_encoder_and_cross_attention=True`` the encoder and the
-cross-attention get prefixes too, every layer its own, and PEFT refuses the adapter.
+cross-attention get prefixes too, every layer its own, and PEFT refuses the adapter. Prompt tuning:
+PEFT's table of ``2 * num_virtual_tokens`` rows, of which the encoder's input takes the first half;
+PEFT's logits, tokens and files.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from helpers import (
     seq2seq_model,
     tiny_gpt2,
 )
+from safetensors import safe_open
 from torch import nn
 
 from minipeft import (
     PeftModel,
     PeftModelForSeq2SeqLM,
     PrefixTuningConfig,
+    PromptTuningConfig,
     TaskType,
     get_peft_model,
     peft_decoder_layer_slots,
@@ -397,3 +401,89 @@ def test_wrong_models_and_inputs_are_refused():
     given = run(ours, encoder_outputs=encoder_outputs, attention_mask=batch["attention_mask"], labels=batch["labels"])
     computed = run(ours, **{k: batch[k] for k in ("input_ids", "attention_mask", "labels")})
     assert (given.logits - computed.logits).abs().max() <= ATOL
+
+
+# --- prompt tuning: a soft prompt before the encoder's input (PEFT's 2 * num_virtual_tokens table) ----------
+
+
+def prompt_pair(base: nn.Module, scale: float = 0.5):
+    """The same soft prompt in minipeft and in PEFT, over two copies of ``base``."""
+    return make_pair(
+        base, PromptTuningConfig, task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=NUM_VIRTUAL, scale=scale
+    )
+
+
+def test_prompt_tuning_same_logits_and_loss_as_peft(arch):
+    base = seq2seq_model(arch)
+    ours, theirs = prompt_pair(base)
+    assert isinstance(ours, PeftModelForSeq2SeqLM)
+    # PEFT's table: num_transformer_submodules=2 blocks of num_virtual_tokens rows
+    assert ours.prompt_encoder["default"].embedding.weight.shape == (2 * NUM_VIRTUAL, D_MODEL)
+    assert theirs.prompt_encoder["default"].embedding.weight.shape == (2 * NUM_VIRTUAL, D_MODEL)
+    batch = seq2seq_batch(base)
+    a, b, without = run(ours, **batch), run(theirs, **batch), run(base, **batch)
+    assert a.logits.shape == (2, 5, VOCAB)
+    assert a.encoder_last_hidden_state.shape == (2, NUM_VIRTUAL + 7, D_MODEL)  # the prompt is the encoder's input
+    assert (a.logits - b.logits).abs().max() <= ATOL
+    assert abs(a.loss.item() - b.loss.item()) <= ATOL
+    assert (a.logits - without.logits).abs().max() > 1e-2, "the prompt should change the logits"
+
+
+def test_prompt_tuning_only_the_first_half_of_the_table_reaches_the_model(arch):
+    """The encoder's input is [table[:P]; tokens] (by hand, the same logits); rows P.. get no gradient, in both."""
+    base = seq2seq_model(arch)
+    ours, theirs = prompt_pair(base)
+    batch = seq2seq_batch(base)
+    table = ours.prompt_encoder["default"].embedding.weight
+    embeds = torch.cat([table[:NUM_VIRTUAL].expand(2, -1, -1), base.get_input_embeddings()(batch["input_ids"])], 1)
+    mask = torch.cat([torch.ones(2, NUM_VIRTUAL, dtype=torch.long), batch["attention_mask"]], 1)
+    by_hand = run(base, **{**batch, "input_ids": None, "inputs_embeds": embeds, "attention_mask": mask})
+    assert (run(ours, **batch).logits - by_hand.logits).abs().max() <= ATOL
+    grads = []
+    for model in (ours, theirs):
+        model.train()
+        torch.manual_seed(0)  # the same dropout masks
+        model(**batch).loss.backward()
+        grads.append(model.prompt_encoder["default"].embedding.weight.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    assert grads[0][:NUM_VIRTUAL].abs().sum(1).gt(0).all() and grads[0][NUM_VIRTUAL:].eq(0).all()
+
+
+def test_prompt_tuning_same_greedy_and_beam_tokens_as_peft(arch):
+    base = seq2seq_model(arch)
+    ours, theirs = prompt_pair(base, scale=1.0)  # strong enough to change the tokens
+    batch = seq2seq_batch(base)
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=6)
+    changed = []
+    with torch.no_grad():
+        for num_beams in (1, 3):
+            tokens = ours.generate(**kwargs, do_sample=False, num_beams=num_beams)
+            assert torch.equal(tokens, theirs.generate(**kwargs, do_sample=False, num_beams=num_beams)), num_beams
+            changed.append(not torch.equal(tokens, base.generate(**kwargs, do_sample=False, num_beams=num_beams)))
+    assert any(changed), "the prompt should change the tokens"
+
+
+def test_prompt_tuning_adapter_files_go_both_ways(arch, tmp_path):
+    base = seq2seq_model(arch)
+    ours, theirs = prompt_pair(base)
+    ours.save_pretrained(tmp_path / "ours")
+    theirs.save_pretrained(tmp_path / "theirs")
+    for folder in ("ours", "theirs"):
+        with safe_open(tmp_path / folder / "adapter_model.safetensors", "pt") as f:
+            assert {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()} == {
+                "prompt_embeddings": (2 * NUM_VIRTUAL, D_MODEL)
+            }, folder
+    mine = json.loads((tmp_path / "ours" / "adapter_config.json").read_text())
+    reference = json.loads((tmp_path / "theirs" / "adapter_config.json").read_text())
+    mine.pop("peft_version"), reference.pop("peft_version")
+    assert mine == reference and mine["num_transformer_submodules"] == 2
+    batch = seq2seq_batch(base)
+    expected = run(ours, **batch).logits
+    loaded_in_peft = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours").eval()
+    assert (run(loaded_in_peft, **batch).logits - expected).abs().max() <= ATOL
+    loaded_in_minipeft = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "theirs")
+    assert isinstance(loaded_in_minipeft.active_peft_config, PromptTuningConfig)
+    assert (run(loaded_in_minipeft, **batch).logits - expected).abs().max() <= ATOL
+    kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=6)
+    with torch.no_grad():
+        assert torch.equal(loaded_in_minipeft.generate(**kwargs), loaded_in_peft.generate(**kwargs))

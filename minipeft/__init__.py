@@ -61,7 +61,7 @@ from .save_load import (
 from .seq2seq_lm import PeftModelForSeq2SeqLM, PrefixSlots, peft_decoder_layer_slots, prefix_slots
 from .sequence_classification import PeftModelForSequenceClassification
 from .token_classification import PeftModelForTokenClassification
-from .utils import prepare_model_for_kbit_training
+from .utils import fsdp_auto_wrap_policy, prepare_model_for_kbit_training
 
 __all__ = [
     "AutoPeftModel",
@@ -81,6 +81,7 @@ __all__ = [
     "PromptEncoderReparameterizationType",
     "get_base_model_state_dict",
     "prepare_model_for_kbit_training",
+    "fsdp_auto_wrap_policy",
     "get_peft_model_state_dict",
     "set_base_model_state_dict",
     "set_peft_model_state_dict",

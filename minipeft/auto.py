@@ -19,7 +19,7 @@ import transformers
 from torch import nn
 
 from .causal_lm import PeftModelForCausalLM
-from .config import PromptLearningConfig
+from .config import PromptLearningConfig, TaskType
 from .feature_extraction import PeftModelForFeatureExtraction
 from .peft_model import PeftModel
 from .question_answering import PeftModelForQuestionAnswering
@@ -82,7 +82,7 @@ class AutoPeftModel:
         if target_class is None and task_type is not None:
             raise ValueError(
                 "Cannot use `AutoPeftModel` with a task type, please use a specific class for your task type. "
-                f"(e.g. `AutoPeftModelForCausalLM` for `task_type='CAUSAL_LM'`), got task_type={task_type.value!r}."
+                f"(e.g. `AutoPeftModelForCausalLM` for `task_type='CAUSAL_LM'`), got task_type={TaskType(task_type).value!r}."
             )
         if task_type is not None:
             expected = PeftModel._TASK_CLASSES[task_type]

@@ -109,7 +109,6 @@ class PromptLearningConfig:
                 raise ValueError(
                     f"Invalid task type: '{self.task_type}'. Must be one of the following task types: {known}."
                 )
-            self.task_type = TaskType(self.task_type)
         if hasattr(type(self), "PEFT_TYPE"):
             self.peft_type = self.PEFT_TYPE
         if self.peft_version is None:
@@ -131,14 +130,14 @@ class PromptLearningConfig:
         if self.num_transformer_submodules is not None and expected and self.num_transformer_submodules != expected:
             kind = "an encoder-decoder" if expected == 2 else "a decoder-only or encoder-only model"
             raise ValueError(
-                f"{name}.num_transformer_submodules must be {expected} for task_type={self.task_type.value!r} "
+                f"{name}.num_transformer_submodules must be {expected} for task_type={TaskType(self.task_type).value!r} "
                 f"({kind}), got {self.num_transformer_submodules!r}."
             )
 
     def _expected_submodules(self) -> int | None:
         if self.task_type is None:
             return None
-        return 2 if self.task_type is TaskType.SEQ_2_SEQ_LM else 1  # PEFT's _setup_prompt_encoder
+        return 2 if self.task_type == TaskType.SEQ_2_SEQ_LM else 1  # PEFT's _setup_prompt_encoder
 
     @property
     def is_prompt_learning(self) -> bool:
@@ -336,7 +335,7 @@ class PrefixTuningConfig(PromptLearningConfig):
                 "PrefixTuningConfig.prefix_encoder_and_cross_attention must be True or False, "
                 f"got {self.prefix_encoder_and_cross_attention!r}."
             )
-        if self.prefix_encoder_and_cross_attention and self.task_type is not TaskType.SEQ_2_SEQ_LM:
+        if self.prefix_encoder_and_cross_attention and self.task_type != TaskType.SEQ_2_SEQ_LM:
             task = getattr(self.task_type, "value", self.task_type)
             raise ValueError(
                 "PrefixTuningConfig.prefix_encoder_and_cross_attention=True is for encoder-decoders "
@@ -373,6 +372,14 @@ class PrefixTuningConfig(PromptLearningConfig):
                 "prefix_encoder_and_cross_attention=True); call fill_from_model_config first."
             )
         return self.num_layers + 2 * (self.num_decoder_layers if self.prefix_encoder_and_cross_attention else 0)
+
+    def __repr__(self) -> str:
+        """The dataclass repr, without minipeft's own fields at their PEFT-compatible defaults (as PEFT's repr)."""
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
+        for field, default in self._MINIPEFT_ONLY_DEFAULTS.items():
+            if shown[field] == default:
+                del shown[field]
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def to_dict(self) -> dict[str, Any]:
         """PEFT's keys, plus minipeft's own fields where they differ from their PEFT-compatible default."""

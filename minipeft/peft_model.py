@@ -18,6 +18,7 @@ Explained in: book/01_why_prefix_tuning.ipynb (wrapping), book/04_past_key_value
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -110,6 +111,7 @@ class PeftModel(PreTrainedModel):
         if isinstance(model, PeftModel):
             raise TypeError("This model is already a minipeft PeftModel; wrap the base model (model.get_base_model()).")
         self.base_model = model
+        self.word_embeddings = model.get_input_embeddings()  # PEFT's attribute: a second name for the same module
         self.peft_config: dict[str, PromptLearningConfig] = {}
         self.prompt_encoder = nn.ModuleDict()
         self.active_adapter: str | list = adapter_name
@@ -131,6 +133,7 @@ class PeftModel(PreTrainedModel):
         """The base model's keys (``base_model.*``), which an adapter folder leaves out: transformers' Trainer
         then takes their absence from a resumed checkpoint as expected, not as missing weights."""
         prefixed = {f"base_model.{key}" for key in self.base_model.state_dict()}
+        prefixed |= {f"word_embeddings.{key}" for key in self.word_embeddings.state_dict()}
         return {key for key in prefixed if ".modules_to_save." not in key}
 
     # ---- adapters -------------------------------------------------------------------------------------
@@ -155,10 +158,10 @@ class PeftModel(PreTrainedModel):
             raise ValueError(
                 f"Cannot combine adapters with different peft types. Found {self.peft_type} and {config.peft_type}."
             )
-        if self._TASK_TYPE is not None and config.task_type is not self._TASK_TYPE:
+        if self._TASK_TYPE is not None and config.task_type != self._TASK_TYPE:
             raise ValueError(
                 f"{type(self).__name__} takes adapters with task_type={getattr(self._TASK_TYPE, 'value', None)!r}, "
-                f"got {config.task_type.value!r}; load it into a model wrapped for that task."
+                f"got {TaskType(config.task_type).value!r}; load it into a model wrapped for that task."
             )
         model = self.base_model
         config.fill_from_model_config(model.config)
@@ -191,15 +194,15 @@ class PeftModel(PreTrainedModel):
         # everything checked and built: change the model
         self.peft_config[adapter_name] = config
         self.prompt_encoder[adapter_name] = encoder
-        for path, copy in heads.items():
+        for path, trained in heads.items():
             parent_path, _, child = path.rpartition(".")
             parent = model.get_submodule(parent_path)
             module = getattr(parent, child)
             if isinstance(module, ModulesToSaveWrapper):
-                module.update(adapter_name, copy)
+                module.update(adapter_name, trained)
             else:
-                setattr(parent, child, ModulesToSaveWrapper(module, adapter_name, copy))
-            copy.requires_grad_(not config.inference_mode)
+                setattr(parent, child, ModulesToSaveWrapper(module, adapter_name, trained))
+            trained.requires_grad_(not config.inference_mode)
 
     def _prepare(self, model: nn.Module, config: PromptLearningConfig, adapter_name: str) -> None:
         """Hook: the task's checks of ``model`` and ``config`` (raise before anything changes)."""
@@ -311,11 +314,6 @@ class PeftModel(PreTrainedModel):
         """The base model's child holding a trained head (PEFT's attribute), e.g. ``"classifier"``."""
         names = self.modules_to_save or set()
         return next((child for child, _ in self.base_model.named_children() if any(n in child for n in names)), None)
-
-    @property
-    def word_embeddings(self) -> nn.Module:
-        """The base model's input embedding (PEFT's attribute)."""
-        return self.base_model.get_input_embeddings()
 
     def _head_wrappers(self) -> list[ModulesToSaveWrapper]:
         return [m for m in self.base_model.modules() if isinstance(m, ModulesToSaveWrapper)]
@@ -679,9 +677,9 @@ class PeftModel(PreTrainedModel):
         heads = self._heads(self.base_model, self.peft_config[adapter_name], dict(state), source)
         with torch.no_grad():
             current.load_state_dict(theirs)
-            for wrapper_path, copy in heads.items():
+            for wrapper_path, trained in heads.items():
                 wrapper = self.base_model.get_submodule(wrapper_path)
-                wrapper.modules_to_save[adapter_name].load_state_dict(copy.state_dict())
+                wrapper.modules_to_save[adapter_name].load_state_dict(trained.state_dict())
 
     def __getattr__(self, name: str) -> Any:
         """Forward missing attributes (``config``, ``device``, ``generation_config``, ...) to the base model.
@@ -816,7 +814,7 @@ def get_peft_model(
         )
     if mixed:
         raise ValueError("mixed=True builds PEFT's PeftMixedModel of LoRA-like adapters; prompt learning has none.")
-    config = type(peft_config).from_dict(peft_config.to_dict())  # a copy: the caller's config stays as it was
+    config = copy.deepcopy(peft_config)  # the caller's config stays as it was
     if config.task_type is None:
         config.task_type = infer_task_type(model)
     if revision is not None:

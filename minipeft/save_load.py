@@ -321,7 +321,7 @@ def model_card(config: PromptLearningConfig, trainable: int, stored: int) -> str
     )
     method = "Prefix Tuning" if getattr(config, "prefix_projection", False) else method
     num_labels = ", num_labels=..." if config.task_type in (TaskType.SEQ_CLS, TaskType.TOKEN_CLS) else ""
-    task = getattr(config.task_type, "value", "none")
+    task = TaskType(config.task_type).value if config.task_type else "none"
     front = f"base_model: {base}\n" if base else ""
     return f"""---
 {front}library_name: {"minipeft" if minipeft_only else "peft"}

@@ -18,7 +18,7 @@ def test_enums_have_peft_string_values():
 
 
 def test_task_type_accepts_string():
-    assert PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3).task_type is TaskType.CAUSAL_LM
+    assert PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3).task_type == TaskType.CAUSAL_LM
 
 
 @pytest.mark.parametrize("value", [0, -5, 2.5, True])

@@ -155,12 +155,12 @@ def test_import_graph_has_no_cycles_and_no_imports_inside_functions():
 
 
 def test_every_public_name_says_which_chapter_explains_it():
-    chapters = {p.name for p in (REPO / "book").glob("*.ipynb")}
+    chapters = {p.name for p in (REPO / "book").iterdir() if p.suffix in (".ipynb", ".md")}
     for name in [*minipeft.__all__, *minipeft.book.__all__]:
         obj = getattr(minipeft, name)
         if not (inspect.isclass(obj) or inspect.isfunction(obj)):
             continue
-        cited = re.findall(r"Explained in: book/(\w+\.ipynb)", inspect.getdoc(obj) or "")
+        cited = re.findall(r"Explained in: book/(\w+\.(?:ipynb|md))", inspect.getdoc(obj) or "")
         assert cited, f"minipeft.{name}'s docstring names no chapter ('Explained in: book/NN_....ipynb')"
         if chapters:  # the checkout (the installed-wheel run has no book/)
             assert set(cited) <= chapters, f"minipeft.{name} cites {cited}, not all chapters of the book"

@@ -46,6 +46,7 @@ from minipeft import (  # noqa: E402
     load_complaints,
     predict_labels,
     predict_labels_by_likelihood,
+    tokenize_prompts,
     train,
 )
 
@@ -83,23 +84,27 @@ def top2_model(model):
 
 
 def run(model, tokenizer, peft_model, data, steps, lr, seed, evaluate_on="validation"):
-    history = train(peft_model, tokenizer, data["train"], steps=steps, learning_rate=lr, seed=seed, progress=False)
-    examples = data[evaluate_on]
-    predictions = predict_labels(peft_model, tokenizer, examples, batch_size=32)
+    """Train on ``data["train"]`` and measure on ``data[evaluate_on]`` (``data``: ``load_complaints()``)."""
+    tokenized = tokenize_prompts(data, tokenizer)
+    history = train(peft_model, tokenizer, tokenized["train"], steps=steps, learning_rate=lr, seed=seed, progress=False)
+    predictions = predict_labels(peft_model, tokenizer, data[evaluate_on], batch_size=32)
     return {
         "train_loss": round(statistics.mean(history.loss[-10:]), 4),
-        f"{evaluate_on}_loss": round(evaluate_loss(peft_model, tokenizer, examples, batch_size=32), 4),
-        f"{evaluate_on}_accuracy": round(accuracy(predictions, examples), 4),
+        f"{evaluate_on}_loss": round(evaluate_loss(peft_model, tokenizer, tokenized[evaluate_on], batch_size=32), 4),
+        f"{evaluate_on}_accuracy": round(accuracy(predictions, data[evaluate_on]), 4),
         "seconds": round(history.seconds, 1),
     }
 
 
+OUT = RESULTS  # where the CSVs are written (--out)
+
+
 def write_csv(name: str, rows: list[dict]) -> None:
-    with (RESULTS / f"{name}.csv").open("w", newline="") as f:
+    with (OUT / f"{name}.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"wrote benchmarks/results/{name}.csv", flush=True)
+    print(f"wrote {OUT / f'{name}.csv'}", flush=True)
 
 
 def main() -> None:
@@ -107,11 +112,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--parts", default="rates,lengths,methods", help="which parts to run, comma-separated")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the CSVs (a smoke run: not results/)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    RESULTS.mkdir(exist_ok=True)
+    global OUT
+    OUT = args.out
+    OUT.mkdir(parents=True, exist_ok=True)
     model, tokenizer = load_base_model()
-    data = {split: load_complaints(split) for split in ("train", "validation", "test")}
+    data = load_complaints()
     rates = {"P-Tuning v2": [1e-3, 1e-2, 3e-2, 1e-1], "Prefix Tuning": [1e-4, 3e-4, 1e-3, 1e-2]}
 
     sweep = []

@@ -31,12 +31,13 @@ from transformers import get_linear_schedule_with_warmup  # noqa: E402
 
 from minipeft import (  # noqa: E402
     PrefixTuningConfig,
-    collate,
     evaluate_loss,
     get_peft_model,
+    label_collator,
     label_loss,
     load_base_model,
     load_complaints,
+    tokenize_prompts,
 )
 
 
@@ -64,12 +65,13 @@ def main() -> None:
     if accelerator.is_main_process:
         model.print_trainable_parameters()
 
-    train_examples = load_complaints("train")
+    with accelerator.main_process_first():  # the first process writes datasets' cache, the others read it
+        data = tokenize_prompts(load_complaints(), tokenizer)
     loader = DataLoader(
-        train_examples,
+        data["train"],
         batch_size=args.batch_size // accelerator.num_processes,  # each process's share
         shuffle=True,
-        collate_fn=lambda examples: collate(tokenizer, examples),
+        collate_fn=label_collator(tokenizer),
     )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=0.0)
@@ -101,8 +103,8 @@ def main() -> None:
     peft_model = accelerator.unwrap_model(model)
     peft_model.eval()
     if accelerator.is_main_process:
-        validation = load_complaints("validation")
-        print(f"validation loss {evaluate_loss(peft_model, tokenizer, validation, batch_size=32):.3f}", flush=True)
+        validation_loss = evaluate_loss(peft_model, tokenizer, data["validation"], batch_size=32)
+        print(f"validation loss {validation_loss:.3f}", flush=True)
     if args.output is not None:
         table = peft_model.prompt_table()[0].detach().contiguous()  # (num_virtual_tokens, 2 * num_layers * token_dim)
         save_file({"prompt_embeddings": table}, str(args.output / f"table_rank{accelerator.process_index}.safetensors"))

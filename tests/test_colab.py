@@ -76,7 +76,7 @@ def test_book_extra_covers_what_the_chapters_import():
 
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["book"]
     names = {e.split(">")[0].split("=")[0].split("<")[0].strip() for e in extras}
-    assert {"gguf", "peft", "matplotlib"} <= names
+    assert {"gguf", "peft", "matplotlib", "datasets"} <= names  # datasets: load_complaints()
 
 
 def test_repository_url_comes_from_config(tmp_path):

@@ -11,6 +11,8 @@ import importlib.metadata
 import inspect
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,13 @@ def test_the_method_does_not_import_the_books_scaffolding():
     for name in core:
         module = getattr(getattr(minipeft, name), "__module__", "minipeft")
         assert not module.startswith("minipeft.book"), f"minipeft.{name} comes from the book's scaffolding"
+
+
+def test_importing_minipeft_does_not_import_datasets():
+    """``datasets`` serves the book's data (minipeft[book]); ``pip install minipeft`` alone must import."""
+    code = "import sys, minipeft; print(sorted(m for m in ('datasets', 'pyarrow', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_version_in_one_place():

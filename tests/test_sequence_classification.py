@@ -495,7 +495,7 @@ def test_prompt_tuning_peft_adapter_loads_in_minipeft_with_same_logits(arch, tmp
 def minilm_batch(minilm):
     """Six complaint-data posts, right-padded as BERT pads."""
     _, tokenizer = minilm
-    texts = [row["text"] for row in load_complaints("validation")[:6]]
+    texts = load_complaints("validation")["Tweet text"][:6]
     return dict(tokenizer(texts, padding=True, return_tensors="pt"))
 
 

@@ -23,33 +23,21 @@ import os
 from pathlib import Path
 
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-
-RAFT_NAMES = ["Unlabeled", "complaint", "no complaint"]
+from datasets import DatasetDict
 
 
-def raft_twitter_complaints(splits: tuple[str, ...] = ("train", "validation", "test")) -> DatasetDict:
-    """The project's complaints data (``minipeft.load_complaints``) with RAFT twitter_complaints' columns.
+def raft_twitter_complaints() -> DatasetDict:
+    """The project's complaints data (``minipeft.load_complaints()``) with RAFT twitter_complaints' columns only.
 
-    ``ID`` numbers the posts within each split from 0 (as RAFT's does); ``Label`` is 1 for
-    ``complaint`` and 2 for ``no complaint`` (0, ``Unlabeled``, is RAFT's label for its unlabelled
-    test posts: every post here is labelled).
+    ``load_complaints()`` is already a ``DatasetDict`` in RAFT's layout (``ID`` numbers the posts within
+    each split from 0; ``Label`` is a ``ClassLabel`` with RAFT's names, 1 for ``complaint`` and 2 for
+    ``no complaint``; every post is labelled, where RAFT's test posts are 0, ``Unlabeled``); this
+    drops the data set's own columns (industry, style, typos), which RAFT does not have and which the
+    tutorials' ``remove_columns`` lists do not name.
     """
     from minipeft.book import load_complaints
 
-    features = Features({"Tweet text": Value("string"), "ID": Value("int32"), "Label": ClassLabel(names=RAFT_NAMES)})
-    data = {}
-    for split in splits:
-        rows = load_complaints(split)
-        data[split] = Dataset.from_dict(
-            {
-                "Tweet text": [row["text"] for row in rows],
-                "ID": list(range(len(rows))),
-                "Label": [RAFT_NAMES.index(row["label"]) for row in rows],
-            },
-            features=features,
-        )
-    return DatasetDict(data)
+    return load_complaints().select_columns(["Tweet text", "ID", "Label"])
 
 
 def smollm2_path() -> str:

@@ -5,7 +5,15 @@ these names from ``minipeft`` (which re-exports them) or from ``minipeft.book``.
 """
 
 from .analysis import nearest_tokens, prefix_attention_share
-from .complaints import LABELS, format_prompt, load_complaints, load_raft_twitter_complaints
+from .complaints import (
+    LABELS,
+    RAFT_LABEL_NAMES,
+    format_prompt,
+    label_texts,
+    load_complaints,
+    load_raft_twitter_complaints,
+    quiet_datasets,
+)
 from .embedded_models import (
     EMBEDDED_ENCODER,
     EMBEDDED_MODEL,
@@ -22,14 +30,16 @@ from .training import (
     TrainingHistory,
     accuracy,
     classification_loss,
-    classifier_batch,
-    collate,
+    classifier_collator,
     evaluate_loss,
+    label_collator,
     label_loss,
     parse_label,
     predict_classes,
     predict_labels,
     predict_labels_by_likelihood,
+    tokenize_for_classifier,
+    tokenize_prompts,
     train,
     train_classifier,
 )
@@ -40,18 +50,20 @@ __all__ = [
     "ENCODER_HUB_ID",
     "HUB_MODEL_ID",
     "LABELS",
+    "RAFT_LABEL_NAMES",
     "TrainingHistory",
     "accuracy",
     "classification_loss",
-    "classifier_batch",
-    "collate",
+    "classifier_collator",
     "convert_embedded_model",
     "default_cache_dir",
     "embedded_encoder_path",
     "embedded_gguf_path",
     "evaluate_loss",
     "format_prompt",
+    "label_collator",
     "label_loss",
+    "label_texts",
     "load_base_model",
     "load_complaints",
     "load_encoder_classifier",
@@ -62,6 +74,9 @@ __all__ = [
     "predict_labels",
     "predict_labels_by_likelihood",
     "prefix_attention_share",
+    "quiet_datasets",
+    "tokenize_for_classifier",
+    "tokenize_prompts",
     "train",
     "train_classifier",
 ]

@@ -1,18 +1,25 @@
-"""Training and evaluating a prefix on a labelling task, on a CPU.
+"""Training and evaluating a prefix on a labelling task, on a CPU, with Hugging Face ``datasets``.
 
 The task format follows PEFT's prefix-tuning tutorial: the model reads ``Tweet text : {text} Label : ``
 and must continue with the label (``complaint`` / ``no complaint``) and the end-of-sequence token.
 Only the label tokens carry a loss (prompt tokens get label -100).
 
+The data path is the tutorial's: :func:`tokenize_prompts` tokenizes a ``Dataset`` or ``DatasetDict``
+(:func:`~minipeft.book.complaints.load_complaints`) with ``.map(batched=True)``, and a
+``DataLoader`` batches it with a transformers data collator (:func:`label_collator`). Unlike the
+tutorial, which pads every row to 64 tokens in its ``preprocess_function``, the collator pads each
+batch to its longest row, on the left.
+
 CPU matters here: SmolLM2's output layer has 49,152 rows, and computing logits for every position of
 a batch costs more than the rest of the model's forward pass. The loss needs logits only at the last
 few positions (the label), so :func:`label_loss` asks transformers for just those
-(``logits_to_keep``) and left-pads batches so that every row's label sits at the end.
+(``logits_to_keep``); left padding puts every row's label at the end.
 
 A sequence classifier (``TaskType.SEQ_CLS``, P-Tuning v2 as its paper uses it) needs no prompt
-format: :func:`classifier_batch` tokenizes the bare posts (right-padded, BERT's way) with the labels
-as class indices, :func:`classification_loss` is the model's cross-entropy over its head's logits,
-and :func:`train_classifier` is :func:`train` with that loss.
+format: :func:`tokenize_for_classifier` tokenizes the bare posts with the labels as class indices,
+``DataCollatorWithPadding`` pads them on the tokenizer's side (the right for BERT),
+:func:`classification_loss` is the cross-entropy over the head's logits, and
+:func:`train_classifier` is :func:`train` with that loss and collator.
 
 Explained in: book/07_training_a_prefix.ipynb; classifiers in book/09_ptuning_v2_for_classification.ipynb
 """
@@ -20,16 +27,16 @@ Explained in: book/07_training_a_prefix.ipynb; classifiers in book/09_ptuning_v2
 from __future__ import annotations
 
 import random
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..injection import position_ids_kwargs
-from .complaints import LABELS, format_prompt
+from .complaints import LABELS, format_prompt, label_texts, quiet_datasets
 
 
 @dataclass
@@ -45,42 +52,98 @@ class TrainingHistory:
     seconds: float = 0.0
 
 
-def collate(tokenizer: Any, examples: Sequence[dict[str, Any]], with_targets: bool = True) -> dict[str, torch.Tensor]:
-    """A left-padded batch of prompts, followed (``with_targets``) by each label and the EOS token.
+def _first_split(dataset: Any) -> Any:
+    """``dataset`` itself, or the first split of a ``DatasetDict`` (for its features and columns)."""
+    return dataset if hasattr(dataset, "features") else next(iter(dataset.values()))
+
+
+def tokenize_prompts(dataset: Any, tokenizer: Any, with_targets: bool = True, label: str | None = None) -> Any:
+    """Tokenize posts for a causal LM with ``dataset.map(batched=True)``: prompt, then label and EOS.
+
+    Each row becomes ``input_ids`` = the tokens of :func:`~minipeft.book.complaints.format_prompt`
+    followed (``with_targets``) by the label's tokens and the EOS token, ``attention_mask`` (ones) and
+    ``labels`` (-100 on the prompt, the ids on the label and EOS), as in PEFT's prefix-tuning
+    tutorial; every other column is removed. No padding: :func:`label_collator` pads each batch.
+
+    Args:
+        dataset: A ``Dataset`` or ``DatasetDict`` with ``"Tweet text"`` and (``with_targets``) the
+            ``ClassLabel`` ``"Label"`` (:func:`~minipeft.book.complaints.load_complaints`).
+        tokenizer: The model's tokenizer (with ``eos_token_id``); no special tokens are added.
+        with_targets: Append the label and EOS and add ``labels``; ``False``: the prompts alone,
+            to generate from.
+        label: Use this label text for every row instead of the row's own (to score a label).
 
     Returns:
-        ``input_ids``, ``attention_mask``, ``labels`` (-100 except on label and EOS tokens), each
-        ``(batch, seq_len)``, and ``target_length``: the longest label + EOS, in tokens (a 0-d tensor).
+        The same kind of object as ``dataset``, with ``input_ids``, ``attention_mask`` and
+        (``with_targets``) ``labels``.
 
     Explained in: book/07_training_a_prefix.ipynb
     """
-    rows, targets = [], []
-    for example in examples:
-        prompt_ids = tokenizer(format_prompt(example["text"]), add_special_tokens=False)["input_ids"]
-        target_ids = []
-        if with_targets:
-            target_ids = tokenizer(example["label"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        rows.append(prompt_ids + target_ids)
-        targets.append(len(target_ids))
-    length = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (length - len(r)) + r for r in rows])
-    attention_mask = torch.tensor([[0] * (length - len(r)) + [1] * len(r) for r in rows])
-    labels = torch.full_like(input_ids, -100)
-    for i, n in enumerate(targets):
-        if n:
-            labels[i, -n:] = input_ids[i, -n:]
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": labels,
-        "target_length": torch.tensor(max(targets)),
-    }
+    names = _first_split(dataset).features["Label"].names if with_targets and label is None else None
+
+    def preprocess(batch: dict[str, list]) -> dict[str, list]:
+        prompts = tokenizer([format_prompt(t) for t in batch["Tweet text"]], add_special_tokens=False)["input_ids"]
+        if not with_targets:
+            return {"input_ids": prompts, "attention_mask": [[1] * len(p) for p in prompts]}
+        texts = [label] * len(prompts) if label is not None else [names[i] for i in batch["Label"]]
+        targets = [t + [tokenizer.eos_token_id] for t in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        return {
+            "input_ids": [p + t for p, t in zip(prompts, targets)],
+            "attention_mask": [[1] * (len(p) + len(t)) for p, t in zip(prompts, targets)],
+            "labels": [[-100] * len(p) + t for p, t in zip(prompts, targets)],
+        }
+
+    with quiet_datasets():
+        return dataset.map(preprocess, batched=True, remove_columns=_first_split(dataset).column_names)
+
+
+def label_collator(tokenizer: Any) -> Any:
+    """transformers' ``DataCollatorForSeq2Seq``: pads a batch of :func:`tokenize_prompts` rows to its longest.
+
+    Despite its name it suits a causal LM: it pads ``input_ids`` (with ``pad_token_id``) and
+    ``attention_mask`` (with 0) through the tokenizer and ``labels`` with -100, all on the tokenizer's
+    side, which must be the left (labels at the end, for :func:`label_loss` and for generating).
+
+    Raises:
+        ValueError: the tokenizer pads on the right.
+
+    Explained in: book/07_training_a_prefix.ipynb
+    """
+    from transformers import DataCollatorForSeq2Seq
+
+    if tokenizer.padding_side != "left":
+        raise ValueError(
+            f"label_collator needs a tokenizer that pads on the left (padding_side={tokenizer.padding_side!r}); "
+            "set tokenizer.padding_side = 'left'."
+        )
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100, return_tensors="pt")
+
+
+def _loader(dataset: Any, collator: Any, batch_size: int, sampler: Any = None) -> Any:
+    """A ``DataLoader`` in ``dataset``'s order (or ``sampler``'s); its own generator leaves torch's global RNG alone."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator, generator=torch.Generator())
+
+
+class _EpochShuffler(torch.utils.data.Sampler):
+    """Indices without end: each epoch a new permutation of ``range(n)`` by ``random.Random(seed)``."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+
+    def __iter__(self) -> Iterator[int]:
+        rng = random.Random(self.seed)
+        while True:
+            epoch = list(range(self.n))
+            rng.shuffle(epoch)
+            yield from epoch
 
 
 def _label_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits at the label positions only, ``(B, target_length, V)``, and the targets ``(B, target_length)``."""
-    keep = int(batch["target_length"]) + 1  # the position before the first label token predicts it
+    """Logits at the label positions only, ``(B, T, V)``, and the targets ``(B, T)``; T: the longest label + EOS."""
+    target_length = int((batch["labels"] != -100).sum(-1).max())  # left padding: labels are each row's last tokens
+    keep = target_length + 1  # the position before the first label token predicts it
     out = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
@@ -95,7 +158,7 @@ def _label_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Ten
 def label_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean cross-entropy over the label tokens, with logits computed for the last positions only.
 
-    Equal to ``model(**batch).loss`` for a left-padded :func:`collate` batch, without computing
+    Equal to ``model(**batch).loss`` for a left-padded :func:`label_collator` batch, without computing
     ``(batch, seq_len, vocab_size)`` logits: only ``(batch, target_length + 1, vocab_size)``.
 
     Explained in: book/07_training_a_prefix.ipynb
@@ -106,115 +169,135 @@ def label_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     )
 
 
-#: ``batch_loss(model, tokenizer, examples)``: the mean loss of a batch of examples (a 0-d tensor).
-BatchLoss = Callable[[Any, Any, Sequence[dict[str, Any]]], torch.Tensor]
-
-
-def _causal_lm_loss(model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]]) -> torch.Tensor:
-    return label_loss(model, collate(tokenizer, examples))
+#: ``batch_loss(model, batch)``: the mean loss of a collated batch of tensors (a 0-d tensor).
+BatchLoss = Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
 
 
 @torch.no_grad()
 def evaluate_loss(
     model: Any,
     tokenizer: Any,
-    examples: Sequence[dict[str, Any]],
+    dataset: Any,
     batch_size: int = 16,
     batch_loss: BatchLoss | None = None,
+    data_collator: Any = None,
 ) -> float:
-    """Mean loss over ``examples`` (weighted by batch size): the label loss, or ``batch_loss``'s.
+    """Mean loss over a tokenized ``dataset`` (weighted by batch size): :func:`label_loss`, or ``batch_loss``.
+
+    Batches in the dataset's order, collated by ``data_collator`` (default :func:`label_collator`).
 
     Explained in: book/07_training_a_prefix.ipynb
     """
-    batch_loss = batch_loss or _causal_lm_loss
+    batch_loss = batch_loss or label_loss
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        total += batch_loss(model, tokenizer, chunk).item() * len(chunk)
-        count += len(chunk)
+    for batch in _loader(dataset, data_collator or label_collator(tokenizer), batch_size):
+        n = len(batch["input_ids"])
+        total += batch_loss(model, batch).item() * n
+        count += n
     model.train(was_training)
     return total / count
+
+
+def _progress_bar(steps: int, enabled: bool) -> Any:
+    """tqdm over ``steps``. Where it would write text to a file that is not a terminal (an executed
+    notebook, a log), it stays silent (``delay``) and :func:`train` prints its final line once: one
+    clean bar instead of a line every refresh."""
+    from tqdm.auto import tqdm
+    from tqdm.notebook import tqdm as widget_tqdm
+
+    once = not issubclass(tqdm, widget_tqdm) and not sys.stderr.isatty()  # text, not to a terminal
+    bar = tqdm(total=steps, disable=not enabled, desc="training", mininterval=10.0, delay=float("inf") if once else 0)
+    bar.once = once
+    return bar
 
 
 def train(
     model: Any,
     tokenizer: Any,
-    train_examples: Sequence[dict[str, Any]],
+    train_dataset: Any,
     *,
     steps: int,
     learning_rate: float,
     batch_size: int = 8,
     seed: int = 0,
-    eval_examples: Sequence[dict[str, Any]] | None = None,
+    eval_dataset: Any = None,
     eval_every: int | None = None,
     progress: bool = True,
     batch_loss: BatchLoss | None = None,
+    data_collator: Any = None,
 ) -> TrainingHistory:
     """Train the trainable parameters of ``model`` (the prefix) with AdamW and a linear decay.
 
-    Batches are drawn from ``train_examples`` shuffled with ``seed`` (reshuffled each epoch); the
-    learning rate decays linearly to 0 over ``steps`` (as in PEFT's prefix-tuning tutorial, which
-    uses ``get_linear_schedule_with_warmup`` without warm-up).
+    Batches come from a ``DataLoader`` over ``train_dataset``: its rows shuffled with
+    ``random.Random(seed)`` (reshuffled each epoch, the epochs one stream of rows cut into batches),
+    collated by ``data_collator``. The learning rate decays linearly to 0 over ``steps`` (as in PEFT's
+    prefix-tuning tutorial, which uses ``get_linear_schedule_with_warmup`` without warm-up).
 
     Args:
         model: A minipeft ``PeftModel`` (or any model whose trainable parameters are to be trained).
-        tokenizer: Its tokenizer (with ``pad_token_id`` and ``eos_token_id``).
-        train_examples: Dicts with ``text`` and ``label``.
+        tokenizer: Its tokenizer (with ``pad_token_id`` and ``eos_token_id``), for the default collator.
+        train_dataset: A tokenized ``Dataset``: :func:`tokenize_prompts` rows (or, with another
+            ``data_collator``, whatever it collates).
         steps: Optimizer steps.
         learning_rate: Peak learning rate.
         batch_size: Examples per step.
         seed: Seeds the shuffling and ``torch``.
-        eval_examples: If given, the validation loss is measured every ``eval_every`` steps and at the end.
+        eval_dataset: If given (tokenized like ``train_dataset``), the validation loss is measured
+            every ``eval_every`` steps and at the end.
         eval_every: Steps between validation measurements (default: ``steps // 5``).
         progress: Show a progress bar.
-        batch_loss: ``batch_loss(model, tokenizer, examples)``, the loss to minimise; ``None``: the
-            causal language model's label loss (:func:`label_loss` on a :func:`collate` batch).
+        batch_loss: ``batch_loss(model, batch)``, the loss to minimise; ``None``: :func:`label_loss`.
             :func:`train_classifier` passes :func:`classification_loss`.
+        data_collator: Makes a batch of tensors from a list of rows; ``None``: :func:`label_collator`.
 
     Returns:
         A :class:`TrainingHistory`. The model is left in eval mode.
 
     Raises:
-        ValueError: no trainable parameters, or no training examples.
+        ValueError: no trainable parameters, no training rows, or rows that are not tokenized.
 
     Explained in: book/07_training_a_prefix.ipynb
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has no trainable parameters; wrap it with get_peft_model first.")
-    if not train_examples:
+    if not len(train_dataset):
         raise ValueError("train needs at least one training example.")
+    if "input_ids" not in train_dataset.column_names:
+        raise ValueError(
+            f"train_dataset has columns {train_dataset.column_names}, no input_ids: tokenize it first "
+            "(tokenize_prompts, or tokenize_for_classifier for train_classifier)."
+        )
     from transformers import get_linear_schedule_with_warmup
 
-    batch_loss = batch_loss or _causal_lm_loss
+    batch_loss = batch_loss or label_loss
+    collator = data_collator or label_collator(tokenizer)
     torch.manual_seed(seed)
-    rng = random.Random(seed)
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
     schedule = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=steps)
     eval_every = eval_every or max(1, steps // 5)
     history = TrainingHistory()
-    order: list[int] = []
+    batches = iter(_loader(train_dataset, collator, batch_size, sampler=_EpochShuffler(len(train_dataset), seed)))
     start = time.perf_counter()
     model.train()
-    bar = tqdm(range(steps), disable=not progress, desc="training", mininterval=10.0)
-    for step in bar:
-        if len(order) < batch_size:
-            epoch = list(range(len(train_examples)))
-            rng.shuffle(epoch)
-            order += epoch
-        batch_ids, order = order[:batch_size], order[batch_size:]
-        loss = batch_loss(model, tokenizer, [train_examples[i] for i in batch_ids])
+    bar = _progress_bar(steps, progress)
+    for step in range(steps):
+        loss = batch_loss(model, next(batches))
         loss.backward()
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         history.loss.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if eval_examples is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+        bar.update(1)
+        if eval_dataset is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
             history.eval_steps.append(step + 1)
-            history.eval_loss.append(evaluate_loss(model, tokenizer, eval_examples, batch_loss=batch_loss))
+            history.eval_loss.append(evaluate_loss(model, tokenizer, eval_dataset, 16, batch_loss, collator))
+    if bar.once and not bar.disable:
+        print(bar, file=sys.stderr, flush=True)  # the bar's one line, written once
+    bar.close()
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
@@ -234,16 +317,16 @@ def parse_label(generated: str) -> str:
 
 @torch.no_grad()
 def predict_labels(
-    model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], batch_size: int = 16, max_new_tokens: int = 4
+    model: Any, tokenizer: Any, dataset: Any, batch_size: int = 16, max_new_tokens: int = 4
 ) -> list[str]:
-    """Greedy-generate each example's label after its prompt; see :func:`parse_label`.
+    """Greedy-generate each post's label after its prompt (``dataset``: ``"Tweet text"``); see :func:`parse_label`.
 
     Explained in: book/07_training_a_prefix.ipynb
     """
     model.eval()
     predictions = []
-    for start in range(0, len(examples), batch_size):
-        batch = collate(tokenizer, examples[start : start + batch_size], with_targets=False)
+    prompts = tokenize_prompts(dataset, tokenizer, with_targets=False)
+    for batch in _loader(prompts, label_collator(tokenizer), batch_size):
         out = model.generate(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
@@ -258,9 +341,9 @@ def predict_labels(
 
 @torch.no_grad()
 def predict_labels_by_likelihood(
-    model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], labels: Sequence[str] = LABELS, batch_size: int = 16
+    model: Any, tokenizer: Any, dataset: Any, labels: Sequence[str] = LABELS, batch_size: int = 16
 ) -> list[str]:
-    """Choose, for each example, the label whose tokens the model finds most likely after the prompt.
+    """Choose, for each post, the label whose tokens the model finds most likely after the prompt.
 
     A zero-shot classifier that needs no instruction following: the model only has to prefer
     " complaint" or " no complaint" as a continuation, never to produce it unprompted. Scores are
@@ -269,65 +352,77 @@ def predict_labels_by_likelihood(
     Explained in: book/07_training_a_prefix.ipynb
     """
     model.eval()
-    scores = torch.zeros(len(examples), len(labels))
+    scores = torch.zeros(len(dataset), len(labels))
     for j, label in enumerate(labels):
-        for start in range(0, len(examples), batch_size):
-            chunk = [{**e, "label": label} for e in examples[start : start + batch_size]]
-            logits, targets = _label_logits(model, collate(tokenizer, chunk))
+        start = 0
+        for batch in _loader(tokenize_prompts(dataset, tokenizer, label=label), label_collator(tokenizer), batch_size):
+            logits, targets = _label_logits(model, batch)
             log_probs = logits.log_softmax(-1)  # (B, target_length, V)
             targets = targets.masked_fill(targets == tokenizer.eos_token_id, -100)  # the label words only
             picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            scores[start : start + len(chunk), j] = (picked * (targets != -100)).sum(-1)
+            scores[start : start + len(targets), j] = (picked * (targets != -100)).sum(-1)
+            start += len(targets)
     return [labels[i] for i in scores.argmax(-1).tolist()]
 
 
-def accuracy(predictions: Sequence[str], examples: Sequence[dict[str, Any]]) -> float:
-    """Share of predictions equal to the examples' labels (anything else counts as wrong).
+def accuracy(predictions: Sequence[str], dataset: Any) -> float:
+    """Share of predictions equal to the rows' labels (``dataset``'s ``ClassLabel`` ``"Label"``); anything else is wrong.
 
     Explained in: book/07_training_a_prefix.ipynb
     """
-    return sum(p == e["label"] for p, e in zip(predictions, examples, strict=True)) / len(examples)
+    truth = label_texts(dataset)
+    return sum(p == t for p, t in zip(predictions, truth, strict=True)) / len(truth)
 
 
-def classifier_batch(
-    tokenizer: Any, examples: Sequence[dict[str, Any]], labels: Sequence[str] = LABELS
-) -> dict[str, torch.Tensor]:
-    """The posts of ``examples`` tokenized for a sequence classifier, with their labels as class indices.
+def tokenize_for_classifier(dataset: Any, tokenizer: Any, labels: Sequence[str] = LABELS) -> Any:
+    """Tokenize the bare posts for a sequence classifier with ``dataset.map(batched=True)``, labels as class indices.
 
     No prompt format: the text alone, with the tokenizer's special tokens (``[CLS] ... [SEP]`` for
-    BERT), padded on the tokenizer's side (the right for BERT).
+    BERT), unpadded (``DataCollatorWithPadding`` pads each batch, on the tokenizer's side).
 
     Args:
+        dataset: A ``Dataset`` or ``DatasetDict`` with ``"Tweet text"`` and the ``ClassLabel`` ``"Label"``.
         tokenizer: The classifier's tokenizer.
-        examples: Dicts with ``text`` and (for ``labels``) ``label``.
-        labels: The class names in the head's order: ``labels[i]`` is class ``i``.
+        labels: The class names in the head's order: ``labels[i]`` is class ``i`` (RAFT's ``Label``
+            numbers its names differently: 1 = complaint, 2 = no complaint).
 
     Returns:
-        The tokenizer's tensors (``input_ids``, ``attention_mask``, BERT's ``token_type_ids``), each
-        ``(batch, seq_len)``, and ``labels`` ``(batch,)`` when every example has a ``label``.
+        The same kind of object, with the tokenizer's columns (``input_ids``, ``attention_mask``,
+        BERT's ``token_type_ids``) and ``labels`` (class indices); every other column removed.
 
     Raises:
-        ValueError: an example's label is not one of ``labels``.
+        ValueError: a row's label is not one of ``labels`` (RAFT's unlabelled test posts, say).
 
     Explained in: book/09_ptuning_v2_for_classification.ipynb
     """
-    batch = dict(tokenizer([e["text"] for e in examples], padding=True, truncation=True, return_tensors="pt"))
-    if all("label" in e for e in examples):
-        unknown = sorted({e["label"] for e in examples} - set(labels))
+    names = _first_split(dataset).features["Label"].names
+
+    def preprocess(batch: dict[str, list]) -> dict[str, list]:
+        texts = [names[i] for i in batch["Label"]]
+        unknown = sorted(set(texts) - set(labels))
         if unknown:
             raise ValueError(f"labels {unknown} are not among the classes {list(labels)}.")
-        batch["labels"] = torch.tensor([labels.index(e["label"]) for e in examples])  # (B,)
-    return batch
+        return {**tokenizer(batch["Tweet text"], truncation=True), "labels": [labels.index(t) for t in texts]}
+
+    with quiet_datasets():
+        return dataset.map(preprocess, batched=True, remove_columns=_first_split(dataset).column_names)
 
 
-def classification_loss(
-    model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], labels: Sequence[str] = LABELS
-) -> torch.Tensor:
-    """Mean cross-entropy of the classifier's logits ``(batch, num_labels)`` against the examples' classes.
+def classifier_collator(tokenizer: Any) -> Any:
+    """transformers' ``DataCollatorWithPadding``: pads a batch of :func:`tokenize_for_classifier` rows to its longest.
 
     Explained in: book/09_ptuning_v2_for_classification.ipynb
     """
-    batch = classifier_batch(tokenizer, examples, labels)
+    from transformers import DataCollatorWithPadding
+
+    return DataCollatorWithPadding(tokenizer, return_tensors="pt")
+
+
+def classification_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy of the classifier's logits ``(batch, num_labels)`` against ``batch["labels"]``.
+
+    Explained in: book/09_ptuning_v2_for_classification.ipynb
+    """
     logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits  # (B, num_labels)
     return torch.nn.functional.cross_entropy(logits, batch["labels"])
 
@@ -335,14 +430,13 @@ def classification_loss(
 def train_classifier(
     model: Any,
     tokenizer: Any,
-    train_examples: Sequence[dict[str, Any]],
+    train_dataset: Any,
     *,
     steps: int,
     learning_rate: float,
     batch_size: int = 16,
     seed: int = 0,
-    labels: Sequence[str] = LABELS,
-    eval_examples: Sequence[dict[str, Any]] | None = None,
+    eval_dataset: Any = None,
     eval_every: int | None = None,
     progress: bool = True,
 ) -> TrainingHistory:
@@ -356,50 +450,49 @@ def train_classifier(
 
     Args:
         model: A ``*ForSequenceClassification`` or a minipeft ``PeftModelForSequenceClassification``.
-        tokenizer: Its tokenizer.
-        train_examples: Dicts with ``text`` and ``label``.
-        steps, learning_rate, batch_size, seed, eval_examples, eval_every, progress: As in :func:`train`.
-        labels: The class names in the head's order.
+        tokenizer: Its tokenizer (for :func:`classifier_collator`).
+        train_dataset: :func:`tokenize_for_classifier` rows.
+        steps, learning_rate, batch_size, seed, eval_dataset, eval_every, progress: As in :func:`train`.
 
     Returns:
-        A :class:`TrainingHistory`; ``eval_loss`` is the cross-entropy on ``eval_examples``.
+        A :class:`TrainingHistory`; ``eval_loss`` is the cross-entropy on ``eval_dataset``.
 
     Explained in: book/09_ptuning_v2_for_classification.ipynb
     """
-
-    def batch_loss(model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]]) -> torch.Tensor:
-        return classification_loss(model, tokenizer, examples, labels)
-
     return train(
         model,
         tokenizer,
-        train_examples,
+        train_dataset,
         steps=steps,
         learning_rate=learning_rate,
         batch_size=batch_size,
         seed=seed,
-        eval_examples=eval_examples,
+        eval_dataset=eval_dataset,
         eval_every=eval_every,
         progress=progress,
-        batch_loss=batch_loss,
+        batch_loss=classification_loss,
+        data_collator=classifier_collator(tokenizer),
     )
 
 
 @torch.no_grad()
 def predict_classes(
-    model: Any,
-    tokenizer: Any,
-    examples: Sequence[dict[str, Any]],
-    labels: Sequence[str] = LABELS,
-    batch_size: int = 64,
+    model: Any, tokenizer: Any, dataset: Any, labels: Sequence[str] = LABELS, batch_size: int = 64
 ) -> list[str]:
-    """The class name of the largest logit for each example (compare with :func:`accuracy`); eval mode.
+    """The class name of the largest logit for each post (``dataset``: ``"Tweet text"``); eval mode.
+
+    Compare with :func:`accuracy`.
 
     Explained in: book/09_ptuning_v2_for_classification.ipynb
     """
     model.eval()
     predictions: list[str] = []
-    for start in range(0, len(examples), batch_size):
-        batch = classifier_batch(tokenizer, [{"text": e["text"]} for e in examples[start : start + batch_size]])
+    with quiet_datasets():
+        texts = dataset.map(
+            lambda batch: tokenizer(batch["Tweet text"], truncation=True),
+            batched=True,
+            remove_columns=dataset.column_names,
+        )
+    for batch in _loader(texts, classifier_collator(tokenizer), batch_size):
         predictions += [labels[i] for i in model(**batch).logits.argmax(-1).tolist()]  # logits: (B, num_labels)
     return predictions

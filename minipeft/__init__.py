@@ -46,6 +46,7 @@ from .injection import (
     prefix_from_text,
     prefix_to_past_key_values,
 )
+from .mixed_batch import BASE_ADAPTER, MixedBatch, PrefixMemory, plan_mixed_batch, prefix_memory
 from .modules_to_save import ModulesToSaveWrapper
 from .p_tuning import PromptEncoder
 from .peft_model import PeftModel, get_peft_model
@@ -72,6 +73,11 @@ __all__ = [
     "AutoPeftModelForSequenceClassification",
     "AutoPeftModelForTokenClassification",
     "get_peft_config",
+    "BASE_ADAPTER",
+    "MixedBatch",
+    "PrefixMemory",
+    "plan_mixed_batch",
+    "prefix_memory",
     "ModulesToSaveWrapper",
     "PeftModelForFeatureExtraction",
     "PeftModelForQuestionAnswering",

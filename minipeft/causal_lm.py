@@ -13,6 +13,7 @@ import torch
 
 from .config import PeftType, TaskType
 from .generation import GenerationMixin
+from .mixed_batch import BASE_ADAPTER, inject_mixed, plan_mixed_batch
 from .peft_model import PeftModel
 
 __all__ = ["PeftModelForCausalLM"]
@@ -31,6 +32,7 @@ class PeftModelForCausalLM(GenerationMixin, PeftModel, task_type=TaskType.CAUSAL
 
     _TOKEN_LABELS = True
     _CONTINUES_FROM_CACHE = True
+    _MIXED_BATCHES = True
     _GENERATION_POSITIONS = "position_ids"
 
     def forward(
@@ -41,6 +43,7 @@ class PeftModelForCausalLM(GenerationMixin, PeftModel, task_type=TaskType.CAUSAL
         labels: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         past_key_values: Any = None,
+        adapter_names: list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Run the base model with the virtual tokens injected.
@@ -58,16 +61,35 @@ class PeftModelForCausalLM(GenerationMixin, PeftModel, task_type=TaskType.CAUSAL
             past_key_values: A cache returned by an earlier call of this model (it starts with the
                 virtual tokens, which are then not injected again); ``attention_mask`` then covers
                 the earlier real tokens plus the new ones.
+            adapter_names: One adapter name per row (``"__base__"``: none), a mixed batch
+                (:mod:`minipeft.mixed_batch`): each row gives what it gives alone with its adapter. A soft
+                prompt's logits are then ``(batch, P + seq_len, vocab_size)``, ``P`` the longest prompt.
             **kwargs: Passed to the base model (``use_cache``, ``output_attentions``, ...).
 
         Returns:
             The base model's output (``CausalLMOutputWithPast``).
 
         Raises:
-            ValueError: neither ``input_ids`` nor ``inputs_embeds`` given.
+            ValueError: neither ``input_ids`` nor ``inputs_embeds`` given; ``adapter_names`` that do not fit
+                (see :func:`~minipeft.mixed_batch.plan_mixed_batch`).
         """
         if past_key_values is not None:
             kwargs["past_key_values"] = past_key_values
+        if adapter_names is not None:
+            source = input_ids if input_ids is not None else inputs_embeds
+            plan = plan_mixed_batch(self, adapter_names, None if source is None else source.shape[0])
+            if plan.total == 0:  # "__base__" rows only
+                with self.disable_adapter():
+                    return self.base_model(
+                        **self._inject(input_ids, inputs_embeds, attention_mask, position_ids, labels, **kwargs)
+                    )
+            caller_cache = self._begin_forward(kwargs, adapter=next(n for n in plan.names if n != BASE_ADAPTER))
+            if source is None:
+                raise ValueError("forward needs input_ids (batch, seq_len) or inputs_embeds (batch, seq_len, hidden).")
+            inputs = inject_mixed(
+                self, plan, input_ids, inputs_embeds, attention_mask, position_ids, labels, caller_cache, **kwargs
+            )
+            return self.base_model(**inputs)
         return self.base_model(**self._inject(input_ids, inputs_embeds, attention_mask, position_ids, labels, **kwargs))
 
     def _soft_prompt_positions(self, position_ids: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch
 from transformers import DynamicCache, EncoderDecoderCache
 
 from .injection import extend_attention_mask
+from .mixed_batch import generation_step, plan_mixed_batch
 
 __all__ = []  # internals of generate
 
@@ -39,21 +40,34 @@ class GenerationMixin:
 
         Pad batches on the left. To continue a conversation, pass the cache a previous call returned
         with the whole conversation as ``input_ids``: it starts with the prefix, so it is kept.
+        ``adapter_names``: one adapter per row (``"__base__"``: none), a mixed batch
+        (:mod:`minipeft.mixed_batch`); each row generates what it generates alone with its adapter.
 
         Raises:
             ValueError: a cache other than ``DynamicCache`` (e.g. ``cache_implementation="static"``),
-                or a mask that is not 2-D.
+                or a mask that is not 2-D; ``adapter_names`` that do not fit (see
+                :func:`~minipeft.mixed_batch.plan_mixed_batch`).
         """
         base = self.base_model
+        adapter_names = kwargs.pop("adapter_names", None)
+        plan = None
+        if adapter_names is not None:
+            given = [kwargs.get(key) for key in ("input_ids", "inputs", "inputs_embeds")] + list(args[:1])
+            source = next((tensor for tensor in given if tensor is not None), None)
+            plan = plan_mixed_batch(self, adapter_names, 1 if source is None else source.shape[0])
+            if plan.total == 0:  # "__base__" rows only
+                return base.generate(*args, **kwargs)
         if self._adapters_disabled:
             return base.generate(*args, **kwargs)
         self.base_model_prepare_inputs_for_generation = base.prepare_inputs_for_generation
         base.prepare_inputs_for_generation = self.prepare_inputs_for_generation
+        self.__dict__["_mixed_batch"] = plan
         try:
             with self._generation_context(args, kwargs):
                 return base.generate(*args, **kwargs)
         finally:
             del base.prepare_inputs_for_generation  # the class's method is visible again
+            self.__dict__["_mixed_batch"] = None
 
     def _generation_context(self, args: tuple, kwargs: dict[str, Any]) -> contextlib.AbstractContextManager:
         """Hook: a context around the whole ``generate`` call; may change ``kwargs``."""
@@ -72,7 +86,8 @@ class GenerationMixin:
     ) -> dict[str, Any]:
         """The base model's inputs for one generation step, with the virtual tokens added (``inputs_embeds``
         is named because transformers looks for it before it lets ``generate`` start from embeddings)."""
-        num_virtual = self.active_peft_config.num_virtual_tokens
+        plan = self.__dict__.get("_mixed_batch")
+        num_virtual = self.active_peft_config.num_virtual_tokens if plan is None else plan.total
         caller_cache = kwargs.get(self._cache_kwarg)
         if kwargs.get("is_first_iteration") and kwargs.get("next_sequence_length") is not None:
             if caller_cache is not None and caller_cache.get_seq_length() > 0:
@@ -91,6 +106,9 @@ class GenerationMixin:
             # Without a cache every step re-reads the whole sequence. The model still appends to a
             # cache it is given and generate hands that back, so start from a fresh prefix each time.
             cache = None
+        if plan is not None:
+            generation_step(self, plan, inputs, cache, first=cache is None or cache.get_seq_length() == 0)
+            return inputs
         positions = inputs.get(self._GENERATION_POSITIONS) if self._GENERATION_POSITIONS else None
         if positions is not None:
             inputs[self._GENERATION_POSITIONS] = positions + num_virtual

@@ -33,6 +33,7 @@ from transformers import PreTrainedModel
 from .config import PeftType, PromptLearningConfig, TaskType
 from .hub import push_folder_to_hub
 from .injection import build_prefix_cache, cache_kwarg, extend_attention_mask, prefix_to_past_key_values
+from .mixed_batch import PrefixMemory, plan_mixed_batch, prefix_memory
 from .modules_to_save import ModulesToSaveWrapper, find_modules_to_save, trained_copies
 from .save_load import WEIGHTS_NAME, build_encoder, read_adapter, write_adapters, write_resume_state
 
@@ -88,6 +89,7 @@ class PeftModel(PreTrainedModel):
     _CONTINUES_FROM_CACHE: ClassVar[bool] = False  # forward may continue from a caller's cache (a causal LM)
     _DEFAULT_MODULES_TO_SAVE: ClassVar[tuple[str, ...]] = ()  # a task's head, trained beside the adapter
     _CHECK_PREFIX_USED: ClassVar[bool] = False  # an encoder task: raise if the model dropped the prefix
+    _MIXED_BATCHES: ClassVar[bool] = False  # forward and generate take adapter_names, one adapter per row
 
     def __init_subclass__(cls, task_type: TaskType | None = None, **kwargs: Any) -> None:
         super(PreTrainedModel, cls).__init_subclass__(**kwargs)  # not transformers' config_class bookkeeping
@@ -362,8 +364,9 @@ class PeftModel(PreTrainedModel):
         params = tuple(encoder.parameters())
         dtype = next(self.base_model.parameters()).dtype
         cacheable = not torch.is_grad_enabled() or not any(p.requires_grad for p in params)
-        key = (name, dtype, *((id(p), p._version, p.device) for p in params))
-        cached = self.__dict__.get("_prompt_table_cache")
+        key = (dtype, *((id(p), p._version, p.device) for p in params))
+        tables = self.__dict__.setdefault("_prompt_table_cache", {})  # {adapter_name: (key, table)}
+        cached = tables.get(name)
         if cacheable and cached is not None and cached[0] == key:
             return cached[1]
         total = config.num_virtual_tokens
@@ -371,8 +374,20 @@ class PeftModel(PreTrainedModel):
             total *= config.num_transformer_submodules or 1
         indices = torch.arange(total, device=params[0].device)
         table = encoder(indices.unsqueeze(0)).to(dtype)  # (1, P, width)
-        self.__dict__["_prompt_table_cache"] = (key, table.detach()) if cacheable else None
+        if cacheable:
+            tables[name] = (key, table.detach())
+        else:
+            tables.pop(name, None)
         return table
+
+    def prefix_memory(self, adapter_names: Sequence[str] | None = None) -> PrefixMemory:
+        """Bytes of each adapter's keys and values and of one row of a mixed batch in the cache;
+        ``print(model.prefix_memory())`` gives one line, as :meth:`print_trainable_parameters`.
+
+        Explained in: book/11_one_model_many_tasks.ipynb
+        """
+        with torch.no_grad():
+            return prefix_memory(self, adapter_names)
 
     def get_prompt_embedding_to_save(self, adapter_name: str) -> torch.Tensor:
         """The table to save for ``adapter_name``: ``(total, width)``, float32, on the CPU (PEFT's method)."""
@@ -399,6 +414,7 @@ class PeftModel(PreTrainedModel):
         Raises:
             ValueError: neither ``input_ids`` nor ``inputs_embeds``; see :meth:`_begin_forward`.
         """
+        self._refuse_mixed(kwargs)
         if self._adapters_disabled:
             inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
             inputs.update({"labels": labels, "position_ids": position_ids, **kwargs})
@@ -438,13 +454,21 @@ class PeftModel(PreTrainedModel):
         inputs.update({k: v for k, v in extra.items() if v is not None})
         return inputs
 
-    def _begin_forward(self, kwargs: dict[str, Any]) -> Any:
-        """Pop and return a caller's cache from ``kwargs``.
+    def _refuse_mixed(self, kwargs: dict[str, Any]) -> None:
+        """Raise if ``adapter_names`` reached a path that runs one adapter (:mod:`minipeft.mixed_batch`)."""
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is not None:
+            plan_mixed_batch(self, adapter_names, None)  # raises: the task's or the names' error
+            raise ValueError("adapter_names reached a forward pass that runs the active adapter only.")
+
+    def _begin_forward(self, kwargs: dict[str, Any], adapter: str | None = None) -> Any:
+        """Pop and return a caller's cache from ``kwargs`` (``adapter``: the adapter checked, the active one by default).
 
         Raises:
             ValueError: a prefix in training with gradient checkpointing on; a cache where the task takes none.
         """
-        if self.training and self.active_peft_config.peft_type is PeftType.PREFIX_TUNING:
+        config = self.active_peft_config if adapter is None else self.peft_config[adapter]
+        if self.training and config.peft_type is PeftType.PREFIX_TUNING:
             _refuse_checkpointing(self.base_model)
         caller_cache = None
         for key in ("past_key_values", "cache"):

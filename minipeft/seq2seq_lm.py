@@ -330,6 +330,7 @@ class PeftModelForSeq2SeqLM(GenerationMixin, PeftModel, task_type=TaskType.SEQ_2
             ValueError: no ``input_ids``, ``inputs_embeds`` or ``encoder_outputs``; a cache passed in;
                 ``encoder_outputs`` with ``prefix_encoder_and_cross_attention=True``.
         """
+        self._refuse_mixed(kwargs)
         if self._adapters_disabled:
             return self.base_model(
                 input_ids=input_ids,

@@ -5,7 +5,7 @@ and must continue with the label (``complaint`` / ``no complaint``) and the end-
 Only the label tokens carry a loss (prompt tokens get label -100).
 
 The data path is the tutorial's: :func:`tokenize_prompts` tokenizes a ``Dataset`` or ``DatasetDict``
-(:func:`~minipeft.book.complaints.load_complaints`) with ``.map(batched=True)``, and a
+(:func:`load_complaints`) with ``.map(batched=True)``, and a
 ``DataLoader`` batches it with a transformers data collator (:func:`label_collator`). Unlike the
 tutorial, which pads every row to 64 tokens in its ``preprocess_function``, the collator pads each
 batch to its longest row, on the left.
@@ -60,14 +60,14 @@ def _first_split(dataset: Any) -> Any:
 def tokenize_prompts(dataset: Any, tokenizer: Any, with_targets: bool = True, label: str | None = None) -> Any:
     """Tokenize posts for a causal LM with ``dataset.map(batched=True)``: prompt, then label and EOS.
 
-    Each row becomes ``input_ids`` = the tokens of :func:`~minipeft.book.complaints.format_prompt`
+    Each row becomes ``input_ids`` = the tokens of :func:`format_prompt`
     followed (``with_targets``) by the label's tokens and the EOS token, ``attention_mask`` (ones) and
     ``labels`` (-100 on the prompt, the ids on the label and EOS), as in PEFT's prefix-tuning
     tutorial; every other column is removed. No padding: :func:`label_collator` pads each batch.
 
     Args:
         dataset: A ``Dataset`` or ``DatasetDict`` with ``"Tweet text"`` and (``with_targets``) the
-            ``ClassLabel`` ``"Label"`` (:func:`~minipeft.book.complaints.load_complaints`).
+            ``ClassLabel`` ``"Label"`` (:func:`load_complaints`).
         tokenizer: The model's tokenizer (with ``eos_token_id``); no special tokens are added.
         with_targets: Append the label and EOS and add ``labels``; ``False``: the prompts alone,
             to generate from.

@@ -81,7 +81,7 @@ test-notebooks: setup
 # then its links and three pages in headless Chromium, with screenshots in _build/screenshots.
 check-book: $(VENV)/.installed browser
 	mkdir -p _build
-	sed 's/^\( *execute_notebooks:\).*/\1 "off"/' _config.yml > _build/config-check.yml
+	sed -e 's/^\( *execute_notebooks:\).*/\1 "off"/' -e 's#\(api_members: \)book/#\1../book/#' _config.yml > _build/config-check.yml
 	$(BIN)/jupyter-book build --all -W -n --keep-going --config _build/config-check.yml --path-output _build/check .
 	$(BIN)/python scripts/check_book.py --html _build/check/_build/html --screenshots _build/screenshots
 

@@ -297,7 +297,7 @@ class PrefixTuningConfig(PromptLearningConfig):
         num_layers: Attention layers with a prefix (encoder-decoder: the *encoder's* count, as PEFT).
         num_attention_heads: The prefix's head count: the model's ``num_key_value_heads``.
         init_weights: ``None``: random N(0, 1) rows; ``"zero"``: the table (or the MLP's last layer)
-            starts at zero (PEFT 0.19). A zero prefix still changes the output: see chapter 5.
+            starts at zero (PEFT 0.19). A zero prefix still changes the output: see chapter 4.
         encoder_hidden_size: Hidden width of the reparameterisation MLP; defaults to ``token_dim``.
         prefix_projection: ``False``: a plain table (P-Tuning v2, Liu et al. section 3.3); ``True``:
             an embedding through Linear-Tanh-Linear (Li & Liang section 4.3).
@@ -364,8 +364,8 @@ class PrefixTuningConfig(PromptLearningConfig):
 
     @property
     def num_prefix_layers(self) -> int:
-        """Attention layers whose keys and values the table holds: ``num_layers`` (+ ``2 * num_decoder_layers``
-        with ``prefix_encoder_and_cross_attention``). Raises ``ValueError`` before they are filled."""
+        """The number of attention layers whose keys and values the table holds, ``num_layers`` (plus
+        ``2 * num_decoder_layers`` with ``prefix_encoder_and_cross_attention``); ``ValueError`` before they are filled."""
         if self.num_layers is None or (self.prefix_encoder_and_cross_attention and self.num_decoder_layers is None):
             raise ValueError(
                 "PrefixTuningConfig.num_prefix_layers needs num_layers (and num_decoder_layers with "

@@ -22,7 +22,7 @@ class PeftModelForFeatureExtraction(PeftModel, task_type=TaskType.FEATURE_EXTRAC
 
     Args:
         model: A transformers ``AutoModel`` (BERT, RoBERTa, a decoder's backbone, ...).
-        peft_config, adapter_name, **kwargs: Those of :class:`~minipeft.PeftModel`.
+        peft_config, adapter_name, ``**kwargs``: Those of :class:`~minipeft.PeftModel`.
 
     Explained in: book/09_ptuning_v2_for_classification.ipynb
     """

@@ -70,7 +70,6 @@ class PeftModel(PreTrainedModel):
             tensors of base-model modules (a classifier's head) and the file they came from.
 
     Attributes:
-        base_model: The wrapped transformers model.
         prompt_encoder: ``nn.ModuleDict`` ``{adapter_name: encoder}`` (PEFT's parameter names,
             ``prompt_encoder.default.embedding.weight``); ``peft_config``: ``{adapter_name: config}``.
         active_adapter: The adapter that ``forward`` and ``generate`` use (``[]`` once all are deleted).
@@ -492,7 +491,7 @@ class PeftModel(PreTrainedModel):
         position_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Run the base model with the active adapter's virtual tokens injected (:meth:`_inject`).
+        """Run the base model with the active adapter's virtual tokens injected (``_inject``).
 
         ``input_ids`` ``(batch, seq_len)`` or ``inputs_embeds`` ``(batch, seq_len, hidden_size)``;
         ``attention_mask`` and ``position_ids`` ``(batch, seq_len)``; other arguments go to the base model.
@@ -559,7 +558,7 @@ class PeftModel(PreTrainedModel):
         path_initial_model_for_weight_conversion: str | None = None,
         **kwargs: Any,
     ) -> None:
-        """Write the adapters in PEFT's format, atomically (:func:`minipeft.save_load.write_adapters`).
+        """Write the adapters in PEFT's format, atomically (``minipeft.save_load.write_adapters``).
 
         ``"default"`` goes to ``save_directory``, any other adapter to ``save_directory/<name>``.
 
@@ -748,6 +747,9 @@ class _Refused:
         )
 
 
+PRESENTED_AS_PRETRAINED_MODEL: set[str] = set()  # the names set below (the API reference leaves them out)
+
+
 def _present_as_pretrained_model(cls: type[PeftModel]) -> None:
     """Every attribute of ``PreTrainedModel`` and its mixins that ``cls`` does not define becomes its base
     model's; where ``PreTrainedModel`` overrides ``nn.Module`` (``to``, ``train``, ...), ``nn.Module``'s is kept."""
@@ -757,6 +759,7 @@ def _present_as_pretrained_model(cls: type[PeftModel]) -> None:
         for name in klass.__dict__:
             if name in cls.__dict__ or (name.startswith("__") and name.endswith("__")):
                 continue
+            PRESENTED_AS_PRETRAINED_MODEL.add(name)
             if name in nn.Module.__dict__:
                 setattr(cls, name, nn.Module.__dict__[name])
             elif name in _BASE_MODEL_ADAPTER_METHODS:
@@ -822,7 +825,7 @@ def get_peft_model(
     The config is copied and its missing shape fields are filled from ``model.config``. Returns the
     wrapper registered for the config's task type (``PeftModelForCausalLM``, ...), as PEFT's
     ``MODEL_TYPE_TO_PEFT_MODEL_MAPPING``; ``model`` is an ``AutoModelFor...`` of that task. Without a
-    task type it is read from the model's class (:func:`infer_task_type`; PEFT would wrap the model in a
+    task type it is read from the model's class (``infer_task_type``; PEFT would wrap the model in a
     ``PeftModel`` that silently ignores the virtual tokens).
 
     Raises:

@@ -26,7 +26,7 @@ class PeftModelForQuestionAnswering(PeftModel, task_type=TaskType.QUESTION_ANS):
 
     Args:
         model: A transformers ``*ForQuestionAnswering``.
-        peft_config, adapter_name, **kwargs: Those of :class:`~minipeft.PeftModel`.
+        peft_config, adapter_name, ``**kwargs``: Those of :class:`~minipeft.PeftModel`.
 
     Raises:
         ValueError: the model has no ``qa_outputs``; see :class:`~minipeft.PeftModel`.

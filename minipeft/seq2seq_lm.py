@@ -162,8 +162,8 @@ class PeftModelForSeq2SeqLM(GenerationMixin, PeftModel, task_type=TaskType.SEQ_2
         **kwargs: Those of :class:`~minipeft.PeftModel`.
 
     Attributes:
-        num_decoder_layers: The decoder's layer count, from the model's config.
-        prefix_slots: A :class:`~minipeft.PrefixSlots`: which table slot each attention layer reads.
+        num_decoder_layers: The decoder's layer count, from the model's config (``prefix_slots``, a
+            property, says which table slot each attention layer reads).
 
     Raises:
         ValueError: not a prefix config for ``SEQ_2_SEQ_LM``; not an encoder-decoder; in PEFT's

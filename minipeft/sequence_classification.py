@@ -36,7 +36,7 @@ class PeftModelForSequenceClassification(PeftModel, task_type=TaskType.SEQ_CLS):
     Args:
         model: A transformers ``*ForSequenceClassification`` (BERT, RoBERTa, ... with ``classifier``;
             decoders with ``score``); its head is replaced by a :class:`~minipeft.ModulesToSaveWrapper`.
-        peft_config, adapter_name, **kwargs: Those of :class:`~minipeft.PeftModel`.
+        peft_config, adapter_name, ``**kwargs``: Those of :class:`~minipeft.PeftModel`.
 
     Raises:
         ValueError: no module matches ``modules_to_save``; a saved head that is missing or has other shapes.

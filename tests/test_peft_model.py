@@ -52,21 +52,7 @@ def test_get_peft_model_errors():
     peft_model = wrap(model)
     with pytest.raises(TypeError, match="already a minipeft PeftModel"):
         wrap(peft_model)
-    other = tiny_llama()
-    enable = getattr(other, "activation_checkpointing_enable", None) or other.gradient_checkpointing_enable
-    enable()
-    with pytest.raises(ValueError, match=r"gradient \(activation\) checkpointing"):
-        wrap(other)
-
-
-def test_gradient_checkpointing_enabled_after_wrapping_is_refused(tiny_model):
-    model = wrap(tiny_model, num_virtual_tokens=5).train()
-    base = model.get_base_model()
-    enable = getattr(base, "activation_checkpointing_enable", None) or base.gradient_checkpointing_enable
-    enable()
-    input_ids, attention_mask = padded_batch()
-    with pytest.raises(ValueError, match=r"gradient \(activation\) checkpointing"):
-        model(input_ids=input_ids, attention_mask=attention_mask, labels=input_ids)
+    # gradient checkpointing: tests/test_checkpointing.py
 
 
 def test_user_config_is_not_modified():

@@ -57,9 +57,12 @@ dist: $(VENV)/.installed
 
 # PEFT 0.21.2's own prompt-learning tests, fetched at test time (pip download of its sdist), run unchanged against
 # minipeft behind a `peft` shim, offline (scripts/peft_suite/README.md); fails when fewer than PEFT_SUITE_MIN_PASSED pass.
-# The prompt and prefix tuning cases (784 run; PEFT itself passes 773, the other 11 need the Hub), then P-Tuning's
+# The prompt and prefix tuning cases (784 run; PEFT itself passes 773, the other 11 need the Hub; minipeft 746: it
+# refuses DeBERTa's prefix (22, PEFT ignores it silently), and the 5 prefix cases of
+# test_prompt_learning_with_gradient_checkpointing, which PEFT passes by refusing checkpointing, train here and then
+# need the Hub's dataset, as PEFT's own prompt-tuning cases of that test do), then P-Tuning's
 # (314 run; PEFT passes 306).
-PEFT_SUITE_MIN_PASSED ?= 751
+PEFT_SUITE_MIN_PASSED ?= 746
 PEFT_SUITE_MIN_PASSED_PTUNING ?= 306
 test-peft-suite: setup
 	$(BIN)/python scripts/peft_suite/run.py --target minipeft --min-passed $(PEFT_SUITE_MIN_PASSED)

@@ -64,7 +64,7 @@ class PeftModelForCausalLM(GenerationMixin, PeftModel, task_type=TaskType.CAUSAL
                 virtual tokens, which are then not injected again); ``attention_mask`` then covers
                 the earlier real tokens plus the new ones.
             adapter_names: One adapter name per row (``"__base__"``: none), a mixed batch
-                (:mod:`minipeft.mixed_batch`): each row gives what it gives alone with its adapter. A soft
+                (``minipeft.mixed_batch``, chapter 11): each row gives what it gives alone with its adapter. A soft
                 prompt's logits are then ``(batch, P + seq_len, vocab_size)``, ``P`` the longest prompt.
             **kwargs: Passed to the base model (``use_cache``, ``output_attentions``, ...).
 
@@ -73,7 +73,7 @@ class PeftModelForCausalLM(GenerationMixin, PeftModel, task_type=TaskType.CAUSAL
 
         Raises:
             ValueError: neither ``input_ids`` nor ``inputs_embeds`` given; ``adapter_names`` that do not fit
-                (see :func:`~minipeft.mixed_batch.plan_mixed_batch`).
+                (see :func:`~minipeft.plan_mixed_batch`).
         """
         if past_key_values is not None:
             kwargs["past_key_values"] = past_key_values

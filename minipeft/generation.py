@@ -46,7 +46,7 @@ class GenerationMixin:
         Raises:
             ValueError: a cache other than ``DynamicCache`` (e.g. ``cache_implementation="static"``),
                 or a mask that is not 2-D; ``adapter_names`` that do not fit (see
-                :func:`~minipeft.mixed_batch.plan_mixed_batch`).
+                :func:`~minipeft.plan_mixed_batch`).
         """
         base = self.base_model
         adapter_names = kwargs.pop("adapter_names", None)

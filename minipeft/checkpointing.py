@@ -87,11 +87,11 @@ def prefix_under_checkpointing(model: nn.Module, cache: Any) -> Iterator[None]:
     Explained in: book/appendix_accelerate.md
     """
     layers = checkpointed_layers(model) if model.training and cache is not None else []
-    # a model-level flag (GPT-2's) that withholds the cache from its checkpointed layers: off meanwhile
-    withholding = [m for m in model.modules() if m.__dict__.get("gradient_checkpointing") is True and m not in layers]
-    withholding = withholding if layers else []
+    withholding = []  # a model-level flag (GPT-2's) that withholds the cache from its checkpointed layers
     if layers:
         read_only_prefix_cache(cache)
+        withholding = [m for m in model.modules() if m.__dict__.get("gradient_checkpointing") is True]
+        withholding = [m for m in withholding if not isinstance(m, GradientCheckpointingLayer)]
     for layer in layers:
         layer._can_checkpoint_with_cache = True  # an instance attribute over the class's False
     for module in withholding:

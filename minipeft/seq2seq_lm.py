@@ -331,15 +331,18 @@ class PeftModelForSeq2SeqLM(GenerationMixin, PeftModel, task_type=TaskType.SEQ_2
                 ``encoder_outputs`` with ``prefix_encoder_and_cross_attention=True``.
         """
         self._refuse_mixed(kwargs)
+        decoder = {
+            "decoder_input_ids": decoder_input_ids,
+            "decoder_inputs_embeds": decoder_inputs_embeds,
+            "labels": labels,
+        }
         if self._adapters_disabled:
             return self.base_model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 inputs_embeds=inputs_embeds,
-                decoder_input_ids=decoder_input_ids,
                 decoder_attention_mask=decoder_attention_mask,
-                decoder_inputs_embeds=decoder_inputs_embeds,
-                labels=labels,
+                **decoder,
                 **kwargs,
             )
         self._begin_forward(kwargs)
@@ -355,10 +358,8 @@ class PeftModelForSeq2SeqLM(GenerationMixin, PeftModel, task_type=TaskType.SEQ_2
             return self.base_model(
                 inputs_embeds=torch.cat([prompt, inputs_embeds], dim=1),  # (B, P + T_src, d_model)
                 attention_mask=attention_mask,
-                decoder_input_ids=decoder_input_ids,
                 decoder_attention_mask=decoder_attention_mask,
-                decoder_inputs_embeds=decoder_inputs_embeds,
-                labels=labels,
+                **decoder,
                 **kwargs,
             )
         if decoder_attention_mask is not None:
@@ -372,10 +373,8 @@ class PeftModelForSeq2SeqLM(GenerationMixin, PeftModel, task_type=TaskType.SEQ_2
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 inputs_embeds=inputs_embeds,
-                decoder_input_ids=decoder_input_ids,
                 decoder_attention_mask=decoder_attention_mask,
-                decoder_inputs_embeds=decoder_inputs_embeds,
-                labels=labels,
+                **decoder,
                 **kwargs,
             )
 

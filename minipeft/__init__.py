@@ -23,6 +23,7 @@ from .auto import (
     get_peft_config,
 )
 from .book import *  # noqa: F403  (the book's scaffolding, for the chapters; listed in minipeft.book.__all__)
+from .cache_shapes import CacheLayout, KeyValueShape, cache_layout, fit_to_layer, new_cache, table_shape
 from .causal_lm import PeftModelForCausalLM
 from .checkpointing import checkpointed_layers, prefix_under_checkpointing, read_only_prefix_cache
 from .config import (
@@ -81,6 +82,12 @@ __all__ = [
     "prefix_memory",
     "checkpointed_layers",
     "prefix_under_checkpointing",
+    "CacheLayout",
+    "KeyValueShape",
+    "cache_layout",
+    "fit_to_layer",
+    "new_cache",
+    "table_shape",
     "read_only_prefix_cache",
     "ModulesToSaveWrapper",
     "PeftModelForFeatureExtraction",

@@ -72,7 +72,8 @@ def read_only_prefix_cache(cache: Any) -> Any:
     Explained in: book/appendix_accelerate.md
     """
     for layer in cache.layers:
-        layer.__class__ = _read_only(type(layer))
+        if isinstance(getattr(layer, "keys", None), torch.Tensor):  # not a linear-attention or shared layer
+            layer.__class__ = _read_only(type(layer))
     return cache
 
 

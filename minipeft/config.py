@@ -16,12 +16,14 @@ import importlib.metadata
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from packaging.version import Version
 
+from .cache_shapes import KeyValueShape, table_shape
 from .hub import hub_kwargs, resolve_file
 
 __all__ = ["PeftConfig", "PeftType", "PrefixTuningConfig", "PromptLearningConfig", "PromptTuningConfig"]
@@ -389,19 +391,29 @@ class PrefixTuningConfig(PromptLearningConfig):
                 del out[field]
         return out
 
-    def fill_from_model_config(self, model_config: Any) -> PrefixTuningConfig:
+    def fill_from_model_config(
+        self, model_config: Any, cache_shapes: Sequence[KeyValueShape | None] | None = None
+    ) -> PrefixTuningConfig:
         """Fill (or check) the shapes from a transformers config, as PEFT's ``_prepare_prompt_learning_config``.
 
         The keys and values take the model's attention shapes: ``num_key_value_heads`` heads (fewer
         than the query heads under grouped-query attention) of ``head_dim`` (the config's own, else
-        ``hidden_size // num_attention_heads``). Returns ``self``.
+        ``hidden_size // num_attention_heads``). ``cache_shapes`` (:func:`minipeft.cache_layout`,
+        what the model's cache really holds, layer by layer) overrides the config's fields: one block
+        per layer, ``num_attention_heads`` the most key/value heads of any layer and ``token_dim``
+        that times the widest keys or values. Returns ``self``.
 
         Raises:
             ValueError: see :meth:`PromptLearningConfig.fill_from_model_config`.
         """
-        shape = _model_shape(model_config)
-        heads, layers = shape["num_key_value_heads"], shape["num_hidden_layers"]
-        expected = {"num_layers": layers, "num_attention_heads": heads, "token_dim": shape["head_dim"] * heads}
+        if cache_shapes is not None:
+            shape = {"num_hidden_layers": len(cache_shapes)}
+            heads, head_dim = table_shape(list(cache_shapes))
+            layers = len(cache_shapes)
+        else:
+            shape = _model_shape(model_config)
+            heads, layers, head_dim = shape["num_key_value_heads"], shape["num_hidden_layers"], shape["head_dim"]
+        expected = {"num_layers": layers, "num_attention_heads": heads, "token_dim": head_dim * heads}
         if self.prefix_encoder_and_cross_attention:
             expected["num_decoder_layers"] = decoder_layer_count(model_config)
         self._set_or_check(shape, **expected)
@@ -620,8 +632,8 @@ def _model_shape(model_config: Any) -> dict[str, int]:
         if shape[name] is None:
             raise ValueError(f"The model's config has no {name} (or {aliases[-1]}); set {field} in the config.")
     heads = shape["num_attention_heads"]
-    shape["num_key_value_heads"] = getattr(model_config, "num_key_value_heads", None) or heads
-    shape["head_dim"] = getattr(model_config, "head_dim", None) or shape["hidden_size"] // heads
+    shape["num_key_value_heads"] = _first_attr(model_config, "num_key_value_heads") or heads
+    shape["head_dim"] = _first_attr(model_config, "head_dim") or shape["hidden_size"] // heads
     return shape
 
 
@@ -634,7 +646,10 @@ def decoder_layer_count(model_config: Any) -> int:
 
 def _first_attr(config: Any, *names: str) -> int | None:
     for name in names:
-        value = getattr(config, name, None)
+        try:
+            value = getattr(config, name, None)
+        except RuntimeError:  # transformers' AmbiguousGlobalPerLayerAttributeError: it varies by layer (Gemma 4)
+            value = None
         if value is not None:
             return value
     return None

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from .cache_shapes import CacheLayout, fit_to_layer, new_cache
 from .config import PrefixTuningConfig
 
 __all__ = ["build_prefix_cache", "extend_attention_mask", "past_key_values_to_prefix", "prefix_from_text"]
@@ -61,19 +62,30 @@ def prefix_to_past_key_values(prefix: torch.Tensor, config: PrefixTuningConfig) 
 
 
 def build_prefix_cache(
-    past_key_values: KeyValues, model_config: Any = None, cache: DynamicCache | None = None
+    past_key_values: KeyValues,
+    model_config: Any = None,
+    cache: DynamicCache | None = None,
+    layout: CacheLayout | None = None,
 ) -> DynamicCache:
     """Put per-layer prefix keys and values (:func:`prefix_to_past_key_values`) into a ``DynamicCache``.
 
-    ``model_config`` tells a new cache each layer's kind (full or sliding-window attention); ``cache``:
-    an empty cache to fill (the one ``generate`` created). The result's ``get_seq_length()`` is
+    ``model_config`` tells a new cache each layer's kind (full or sliding-window attention, linear
+    attention, shared); ``cache``: an empty cache to fill (the one ``generate`` created);
+    ``layout`` (:func:`minipeft.cache_layout`): the model's cache class and what each layer
+    stores, so that a layer takes the heads and widths it has (:func:`minipeft.fit_to_layer`) and
+    a layer without keys and values is left alone. The result's ``get_seq_length()`` is
     ``num_virtual_tokens``; the model appends the real tokens after it; gradients reach the prefix.
 
     Explained in: book/04_past_key_values.ipynb
     """
     if cache is None:
-        cache = DynamicCache(config=model_config) if model_config is not None else DynamicCache()
+        cache = new_cache(layout, model_config)
     for layer_idx, (keys, values) in enumerate(past_key_values):
+        if layout is not None:
+            shape = layout.layers[layer_idx]
+            if shape is None:  # linear attention, SSM, or another layer's cache: no prefix
+                continue
+            keys, values = fit_to_layer(keys, values, shape)
         cache.update(keys, values, layer_idx)
     return cache
 
@@ -118,12 +130,32 @@ def position_ids_from_attention_mask(attention_mask: torch.Tensor, past_length: 
 def past_key_values_to_prefix(past_key_values: Any) -> torch.Tensor:
     """The inverse of :func:`prefix_to_past_key_values`: a ``Cache`` (or ``(keys, values)`` pairs of
     ``(batch, num_key_value_heads, seq_len, head_dim)``) -> ``(batch, seq_len, 2*num_layers*token_dim)``,
-    PEFT's ``prompt_embeddings`` layout. Explained in: book/04_past_key_values.ipynb"""
+    PEFT's ``prompt_embeddings`` layout. Layers of different shapes are zero-padded to the most heads
+    and the widest head (the layout of :func:`minipeft.cache_layout`); a layer without keys and
+    values (linear attention, a shared layer) gets a zero block. Explained in: book/04_past_key_values.ipynb"""
+    past_key_values = getattr(past_key_values, "self_attention_cache", past_key_values)  # a BERT-like decoder's
     layers = getattr(past_key_values, "layers", None)
-    pairs = [(layer.keys, layer.values) for layer in layers] if layers is not None else list(past_key_values)
-    kv = torch.stack([tensor for pair in pairs for tensor in pair])  # (2L, B, H_kv, T, D)
-    two_layers, batch, heads, seq_len, head_dim = kv.shape
-    kv = kv.permute(1, 3, 0, 2, 4)  # (B, T, 2L, H_kv, D)
+    if layers is not None:
+        pairs = [(getattr(layer, "keys", None), getattr(layer, "values", None)) for layer in layers]
+    else:
+        pairs = list(past_key_values)
+    present = [pair for pair in pairs if isinstance(pair[0], torch.Tensor) and pair[0].numel()]
+    if not present:
+        raise ValueError("past_key_values_to_prefix: the cache holds no keys and values.")
+    batch, _, seq_len, _ = present[0][0].shape
+    heads = max(keys.shape[1] for keys, _ in present)
+    head_dim = max(max(keys.shape[-1], values.shape[-1]) for keys, values in present)
+    reference = present[0][0]
+    blocks = []
+    for keys, values in pairs:
+        for tensor in (keys, values):
+            block = reference.new_zeros(batch, heads, seq_len, head_dim)  # (B, H_max, T, D_max)
+            if isinstance(tensor, torch.Tensor) and tensor.numel():
+                block[:, : tensor.shape[1], :, : tensor.shape[-1]] = tensor
+            blocks.append(block)
+    kv = torch.stack(blocks)  # (2L, B, H, T, D)
+    two_layers = kv.shape[0]
+    kv = kv.permute(1, 3, 0, 2, 4)  # (B, T, 2L, H, D)
     return kv.reshape(batch, seq_len, two_layers * heads * head_dim)  # (B, T, 2*L*token_dim)
 
 

@@ -143,7 +143,8 @@ def mixed_prefix_cache(model: Any, plan: MixedBatch, cache: DynamicCache | None 
     config = copy.copy(model.peft_config[name])  # every adapter of the model has the same layer shapes
     config.num_virtual_tokens = plan.total
     past_key_values = prefix_to_past_key_values(mixed_table(model, plan), config)
-    return build_prefix_cache(past_key_values, model.base_model.config, cache=cache)
+    layout = model.__dict__.get("_cache_layout")
+    return build_prefix_cache(past_key_values, model.base_model.config, cache=cache, layout=layout)
 
 
 def _takes_position_ids(model: Any) -> bool:

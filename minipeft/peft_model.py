@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 from transformers import PreTrainedModel
 
+from .cache_shapes import cache_layout
 from .config import PeftType, PromptLearningConfig, TaskType
 from .hub import push_folder_to_hub
 from .injection import build_prefix_cache, cache_kwarg, extend_attention_mask, prefix_to_past_key_values
@@ -166,10 +167,16 @@ class PeftModel(PreTrainedModel):
                 f"got {TaskType(config.task_type).value!r}; load it into a model wrapped for that task."
             )
         model = self.base_model
-        config.fill_from_model_config(model.config)
+        prefix = config.peft_type is PeftType.PREFIX_TUNING
+        if prefix:
+            if "_cache_layout" not in self.__dict__:  # what each layer's cache holds, asked of the model once
+                self.__dict__["_cache_layout"] = cache_layout(model)
+            layout = self.__dict__["_cache_layout"]
+            config.fill_from_model_config(model.config, cache_shapes=None if layout is None else layout.layers)
+        else:
+            config.fill_from_model_config(model.config)
         if config.base_model_name_or_path is None:
             config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
-        prefix = config.peft_type is PeftType.PREFIX_TUNING
         key = cache_kwarg(model)
         if prefix and not self._CHECKPOINTING_KEEPS_PREFIX:
             _refuse_checkpointing(model)
@@ -353,7 +360,8 @@ class PeftModel(PreTrainedModel):
         prompt = self.prompt_table().expand(batch_size, -1, -1)  # (B, P, width), no copy
         if config.peft_type is not PeftType.PREFIX_TUNING:
             return prompt
-        return build_prefix_cache(prefix_to_past_key_values(prompt, config), self.base_model.config, cache=cache)
+        pairs = prefix_to_past_key_values(prompt, config)
+        return build_prefix_cache(pairs, self.base_model.config, cache=cache, layout=self.__dict__.get("_cache_layout"))
 
     def prompt_table(self, adapter_name: str | None = None) -> torch.Tensor:
         """The encoder's output ``(1, total, width)`` in the model's dtype (``width``: ``2*num_layers*token_dim``,

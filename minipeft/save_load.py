@@ -46,6 +46,7 @@ from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
 from ._version import __version__
+from .cache_shapes import cache_layout
 from .config import CONFIG_NAME, PeftType, PromptLearningConfig, ShapeMismatchError, TaskType, load_config
 from .hub import file_exists, hub_kwargs, resolve_file
 from .modules_to_save import modules_to_save_state, original_state_dict
@@ -374,13 +375,17 @@ def read_adapter(
     table = tensors.pop("prompt_embeddings")
     encoder_state = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
     tensors = {k: v for k, v in tensors.items() if k.startswith("base_model.")}  # a trained head, if any
+    prefix = config.peft_type is PeftType.PREFIX_TUNING
     try:
-        config.fill_from_model_config(model.config)
+        if prefix:  # shaped by what the model's cache holds, as get_peft_model shapes it
+            layout = cache_layout(model)
+            config.fill_from_model_config(model.config, cache_shapes=None if layout is None else layout.layers)
+        else:
+            config.fill_from_model_config(model.config)
     except ShapeMismatchError as error:
         raise ValueError(
             f"{config_path} was made for another base model than this {type(model).__name__}: {error.describe()}."
         ) from None
-    prefix = config.peft_type is PeftType.PREFIX_TUNING
     rows = config.num_virtual_tokens * (1 if prefix else config.num_transformer_submodules or 1)
     width = 2 * config.num_prefix_layers * config.token_dim if prefix else config.token_dim
     if tuple(table.shape) != (rows, width):

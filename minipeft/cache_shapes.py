@@ -1,0 +1,161 @@
+"""The key/value shapes a model's cache holds, layer by layer, read from the model itself.
+
+A config's fields (``num_key_value_heads``, ``head_dim``) describe one attention shape for every
+layer; modern models break that: Gemma 4's full-attention layers have wider heads than its
+sliding ones, multi-head latent attention (DeepSeek-V3) caches keys and values of different widths,
+old Falcon's ``multi_query`` keeps one key/value head whatever the config's head count says,
+hybrids (Qwen3.5, Jamba, LFM2 ...) keep a recurrent state instead of keys and values in most
+layers, and Gemma 3n's last layers reuse an earlier layer's cache. So minipeft asks the model: one
+token through the base model into a fresh ``DynamicCache(config=model.config)``, then each cache
+layer's ``keys`` and ``values`` give that layer's shape, and a layer without them (linear
+attention, SSM, convolution, a layer that reads another layer's cache) gets no prefix.
+
+The prefix table keeps PEFT's layout ``(num_virtual_tokens, 2*num_layers*token_dim)``, one block
+per decoder layer, with ``token_dim = max heads * max head width`` over the layers (PEFT's own
+provisioning for Gemma 4, ``src/peft/utils/other.py``); each layer reads the first ``heads`` heads
+and the first ``head_dim`` entries of its block (:func:`fit_to_layer`). On a uniform model this is
+exactly PEFT's layout; the blocks of layers without a key/value cache are never read.
+
+Explained in: book/which_models.md
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import LinearAttentionCacheLayerMixin
+
+__all__ = ["CacheLayout", "KeyValueShape", "cache_layout", "fit_to_layer", "new_cache", "table_shape"]
+
+
+class KeyValueShape(NamedTuple):
+    """One attention layer's cache: keys ``(batch, num_key_value_heads, seq_len, key_head_dim)``,
+    values ``(batch, num_key_value_heads, seq_len, value_head_dim)``.
+
+    Explained in: book/which_models.md
+    """
+
+    num_key_value_heads: int
+    key_head_dim: int
+    value_head_dim: int
+
+
+LayerShapes = list[KeyValueShape | None]
+
+
+class CacheLayout(NamedTuple):
+    """What a model's cache holds: ``layers``, one :class:`KeyValueShape` per decoder layer (``None``
+    for a layer without keys and values), and ``cache_class``, the cache the model builds for itself
+    (``DynamicCache``; MiniMax has its own).
+
+    Explained in: book/which_models.md
+    """
+
+    layers: LayerShapes
+    cache_class: type
+
+
+def new_cache(layout: CacheLayout | None, model_config: Any) -> Any:
+    """An empty cache of the model's own class, told each layer's kind by ``model_config``.
+
+    Explained in: book/which_models.md
+    """
+    cls = DynamicCache if layout is None else layout.cache_class
+    if model_config is None:
+        return cls()
+    try:
+        return cls(config=model_config)
+    except TypeError:  # a model's own cache class that takes no config (MiniMax's)
+        return cls()
+
+
+@torch.no_grad()
+def cache_layout(model: Any) -> CacheLayout | None:
+    """The model's :class:`CacheLayout`, read from the cache it fills for one token; ``None`` (use the
+    config's fields, as PEFT) when the model cannot be probed: an encoder-decoder, a model on the
+    meta device, one whose forward makes no cache or fails on one token.
+
+    Raises:
+        ValueError: the model's cache has layers but none holds keys and values (a pure SSM or
+            recurrent model such as Mamba): a key/value prefix has nowhere to go; or its layers
+            select keys by an indexer of their own (DeepSeek-V3.2's sparse attention).
+
+    Explained in: book/which_models.md
+    """
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return None
+    try:
+        parameter = next(model.parameters())
+    except StopIteration:
+        return None
+    if parameter.device.type == "meta":
+        return None
+    modes = {module: module.training for module in model.modules()}
+    model.eval()  # checkpointing layers drop the cache while training
+    try:
+        input_ids = torch.zeros(1, 1, dtype=torch.long, device=parameter.device)
+        out = model(input_ids=input_ids, use_cache=True)  # the model makes the cache it uses
+    except Exception:  # noqa: BLE001 (a model we cannot probe keeps PEFT's config-based shapes)
+        return None
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+    if cache is None and getattr(out, "cache_params", None) is not None:  # Mamba, RWKV: a recurrent state only
+        raise ValueError(_no_keys_and_values(model, type(out.cache_params).__name__))
+    cache = getattr(cache, "self_attention_cache", cache)  # a BERT-like decoder's EncoderDecoderCache
+    layers = getattr(cache, "layers", None)
+    if not layers:
+        return None
+    indexed = [type(layer).__name__ for layer in layers if hasattr(layer, "indexer_keys")]
+    if indexed:
+        raise ValueError(
+            f"{type(model).__name__} ({getattr(config, 'model_type', '?')}) uses sparse attention whose layers "
+            f"({indexed[0]}) choose the keys to attend to by an indexer with keys of its own, computed from "
+            "each token's hidden state; a prefix has keys and values but no hidden state, so there is no "
+            "indexer key to give it. Prefix tuning does not support this model; prompt tuning "
+            "(PromptTuningConfig) does."
+        )
+    shapes: LayerShapes = []
+    for layer in layers:
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if isinstance(keys, torch.Tensor) and isinstance(values, torch.Tensor) and keys.dim() == 4 and keys.numel():
+            shapes.append(KeyValueShape(keys.shape[1], keys.shape[-1], values.shape[-1]))  # keys: (1, H, 1, D_k)
+        else:
+            shapes.append(None)
+    if all(shape is None for shape in shapes):
+        if not any(isinstance(layer, LinearAttentionCacheLayerMixin) for layer in layers):
+            return None  # the model did not use the cache (an encoder such as BERT): the config decides
+        kinds = sorted({type(layer).__name__ for layer in layers})
+        raise ValueError(_no_keys_and_values(model, ", ".join(kinds)))
+    return CacheLayout(shapes, type(cache))
+
+
+def _no_keys_and_values(model: Any, kinds: str) -> str:
+    return (
+        f"{type(model).__name__} ({getattr(model.config, 'model_type', '?')}) keeps no keys and values in its "
+        f"cache (it keeps {kinds}): prefix tuning has no attention layer to put a prefix in. Use prompt "
+        "tuning (PromptTuningConfig), which prepends embeddings instead."
+    )
+
+
+def table_shape(shapes: LayerShapes) -> tuple[int, int]:
+    """``(num_attention_heads, head_dim)`` of the table's per-layer blocks: the most heads and the
+    widest keys or values any layer has. Explained in: book/which_models.md"""
+    present = [shape for shape in shapes if shape is not None]
+    heads = max(shape.num_key_value_heads for shape in present)
+    head_dim = max(max(shape.key_head_dim, shape.value_head_dim) for shape in present)
+    return heads, head_dim
+
+
+def fit_to_layer(keys: torch.Tensor, values: torch.Tensor, shape: KeyValueShape) -> tuple[torch.Tensor, torch.Tensor]:
+    """A table block's ``(batch, heads, P, head_dim)`` keys and values cut to what one layer stores:
+    ``(batch, num_key_value_heads, P, key_head_dim)`` and ``(..., value_head_dim)``.
+
+    Explained in: book/which_models.md
+    """
+    heads = shape.num_key_value_heads
+    return keys[:, :heads, :, : shape.key_head_dim], values[:, :heads, :, : shape.value_head_dim]

@@ -1,0 +1,148 @@
+"""minipeft.cache_shapes: a prefix shaped by what each layer's cache holds, read from the model.
+
+The architectures whose config fields mislead: multi-query Falcon, Gemma 4 (wider full-attention
+heads), hybrids with linear-attention layers (Qwen3.5), pure state-space models (Mamba) and sparse
+attention with an indexer (DeepSeek-V3.2). The sweep over every type is scripts/architecture_sweep.py.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import peft
+import pytest
+import torch
+from helpers import ATOL
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+import minipeft
+from minipeft import PrefixTuningConfig, get_peft_model
+from minipeft.cache_shapes import KeyValueShape, cache_layout
+
+TINY = {"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 1000}
+
+
+def tiny(model_type: str, **fields: object) -> torch.nn.Module:
+    if model_type not in CONFIG_MAPPING:
+        pytest.skip(f"this transformers has no {model_type}")
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **TINY, **fields)).eval()
+
+
+def wrap(model: torch.nn.Module, library: object = minipeft) -> torch.nn.Module:
+    config = library.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    return library.get_peft_model(copy.deepcopy(model), config).eval()
+
+
+def padded_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    long, short = (
+        torch.randint(3, 1000, (1, 6), generator=generator),
+        torch.randint(3, 1000, (1, 3), generator=generator),
+    )
+    batch = torch.cat([long, torch.cat([torch.zeros(1, 3, dtype=torch.long), short], dim=1)])
+    mask = torch.tensor([[1] * 6, [0] * 3 + [1] * 3])
+    return batch, mask, short
+
+
+@torch.no_grad()
+def assert_text_oracle(model: torch.nn.Module, wrapped: torch.nn.Module) -> None:
+    """A prefix made of a 4-token prompt's own keys and values gives the logits of prompt + continuation."""
+    generator = torch.Generator().manual_seed(1)
+    prompt, continuation = torch.randint(3, 1000, (1, 4), generator=generator), torch.randint(3, 1000, (1, 5))
+    full = model(input_ids=torch.cat([prompt, continuation], dim=1)).logits[:, 4:]
+    table = minipeft.past_key_values_to_prefix(model(input_ids=prompt, use_cache=True).past_key_values)[0]
+    wrapped.prompt_encoder["default"].embedding.weight.copy_(table)
+    torch.testing.assert_close(wrapped(input_ids=continuation).logits, full, rtol=0, atol=ATOL)
+
+
+@torch.no_grad()
+def assert_padded_row_equals_row_alone(wrapped: torch.nn.Module) -> None:
+    batch, mask, short = padded_batch()
+    positions = minipeft.position_ids_from_attention_mask(mask)  # as generate computes them; the row alone: 0, 1, 2
+    together = wrapped(input_ids=batch, attention_mask=mask, position_ids=positions).logits[1:, 3:]
+    alone = wrapped(input_ids=short, attention_mask=torch.ones_like(short)).logits
+    torch.testing.assert_close(together, alone, rtol=0, atol=ATOL)
+    generated = wrapped.generate(input_ids=batch, attention_mask=mask, max_new_tokens=3, do_sample=False)
+    generated_alone = wrapped.generate(input_ids=short, attention_mask=torch.ones_like(short), max_new_tokens=3)
+    assert torch.equal(generated[1:, -3:], generated_alone[:, -3:])
+
+
+def test_multi_query_falcon_gets_the_one_key_value_head_its_cache_holds():
+    # the config's num_kv_heads says 4; multi_query=True keeps one key/value head (PEFT sizes it by 4 and fails)
+    model = tiny("falcon", num_hidden_layers=2, multi_query=True, new_decoder_architecture=False)
+    assert model.config.num_kv_heads == 4
+    assert cache_layout(model).layers == [KeyValueShape(1, 16, 16)] * 2
+    wrapped = wrap(model)
+    assert (wrapped.peft_config["default"].num_attention_heads, wrapped.peft_config["default"].token_dim) == (1, 16)
+    assert_text_oracle(model, wrapped)
+    assert_padded_row_equals_row_alone(wrapped)
+    with pytest.raises(RuntimeError, match="[Ss]ize"):
+        wrap(model, peft)(input_ids=padded_batch()[0])
+
+
+def test_gemma4_layers_take_their_own_head_width_and_stay_interchangeable_with_peft(tmp_path):
+    model = tiny("gemma4_text", num_hidden_layers=4, num_key_value_heads=2, head_dim=16)
+    layers = cache_layout(model).layers
+    assert len({shape for shape in layers}) == 2, layers  # sliding layers and wider full-attention layers
+    ours, theirs = wrap(model), wrap(model, peft)
+    assert (
+        ours.prompt_encoder["default"].embedding.weight.shape == theirs.prompt_encoder["default"].embedding.weight.shape
+    )
+    batch, mask, _ = padded_batch()
+    with torch.no_grad():
+        theirs.prompt_encoder["default"].embedding.weight.normal_(generator=torch.Generator().manual_seed(2))
+    theirs.save_pretrained(tmp_path / "peft")
+    loaded = minipeft.PeftModel.from_pretrained(copy.deepcopy(model), tmp_path / "peft").eval()
+    with torch.no_grad():
+        expected = theirs(input_ids=batch, attention_mask=mask).logits
+        torch.testing.assert_close(loaded(input_ids=batch, attention_mask=mask).logits, expected, rtol=0, atol=0)
+    loaded.save_pretrained(tmp_path / "minipeft")
+    back = peft.PeftModel.from_pretrained(copy.deepcopy(model), tmp_path / "minipeft").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(back(input_ids=batch, attention_mask=mask).logits, expected, rtol=0, atol=0)
+    assert_text_oracle(model, wrap(model))
+    assert_padded_row_equals_row_alone(ours)
+
+
+def test_a_hybrid_puts_its_prefix_in_the_attention_layers_only():
+    model = tiny("qwen3_5_text", num_hidden_layers=4, num_key_value_heads=2, head_dim=16)
+    layers = cache_layout(model).layers
+    assert [shape is None for shape in layers] == [True, True, True, False]  # 3 linear-attention layers, 1 attention
+    wrapped = wrap(model)
+    cache = wrapped.get_prompt(batch_size=2)
+    assert [getattr(layer, "keys", None) is not None for layer in cache.layers] == [False, False, False, True]
+    assert cache.layers[3].keys.shape == (2, 2, 4, 16)  # (B, H_kv, P, D)
+    assert_padded_row_equals_row_alone(wrapped)
+
+
+def test_a_model_without_keys_and_values_is_refused_by_name():
+    model = tiny("mamba", num_hidden_layers=2, state_size=8)
+    with pytest.raises(ValueError, match=r"MambaForCausalLM \(mamba\) keeps no keys and values.*PromptTuningConfig"):
+        get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+
+
+def test_sparse_attention_with_an_indexer_is_refused_by_name():
+    model = tiny(
+        "deepseek_v32", num_hidden_layers=2, num_key_value_heads=4, head_dim=8, q_lora_rank=32, kv_lora_rank=16,
+        qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, n_routed_experts=4, num_experts_per_tok=2,
+        n_group=1, topk_group=1, moe_intermediate_size=32, first_k_dense_replace=1,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"\(deepseek_v32\) uses sparse attention.*indexer"):
+        get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+
+
+def test_the_probe_leaves_every_module_in_the_mode_it_was_in():
+    model = tiny("llama", num_hidden_layers=2, num_key_value_heads=2)
+    model.train()
+    model.model.layers[0].eval()
+    before = {name: module.training for name, module in model.named_modules()}
+    cache_layout(model)
+    assert {name: module.training for name, module in model.named_modules()} == before
+
+
+def test_a_cache_built_without_a_layout_is_a_plain_dynamic_cache():
+    pairs = [(torch.zeros(1, 2, 4, 8), torch.zeros(1, 2, 4, 8))] * 2
+    cache = minipeft.build_prefix_cache(pairs)
+    assert isinstance(cache, DynamicCache) and cache.get_seq_length() == 4

@@ -22,7 +22,7 @@ DIST := _build/dist
 # The oldest transformers that pyproject.toml admits ("transformers>=X,<6"): test-compat runs with it.
 OLDEST_TRANSFORMERS = $(shell sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
 
-.PHONY: book test unit test-peft-suite lint format setup notebooks clean dist test-wheel test-compat test-notebooks check-book browser
+.PHONY: book test unit test-peft-suite test-architectures lint format setup notebooks clean dist test-wheel test-compat test-notebooks check-book browser
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 
 test: setup lint
-	$(MAKE) unit test-peft-suite test-wheel test-compat test-notebooks check-book
+	$(MAKE) unit test-peft-suite test-architectures test-wheel test-compat test-notebooks check-book
 
 # The unit and parity tests against the source tree (editable install): the command to run while developing.
 unit: setup
@@ -67,6 +67,11 @@ PEFT_SUITE_MIN_PASSED_PTUNING ?= 306
 test-peft-suite: setup
 	$(BIN)/python scripts/peft_suite/run.py --target minipeft --min-passed $(PEFT_SUITE_MIN_PASSED)
 	$(BIN)/python scripts/peft_suite/run.py --target minipeft --group ptuning --min-passed $(PEFT_SUITE_MIN_PASSED_PTUNING)
+
+# Every causal-LM type transformers lists, built tiny, with and without a prefix (minipeft's and PEFT's):
+# fails when an outcome moves from book/architectures.csv (scripts/architecture_sweep.py; about 2 minutes).
+test-architectures: setup
+	$(BIN)/python scripts/architecture_sweep.py --check
 
 # The unit tests (tests/) against the installed wheel, in a fresh virtual environment with the pinned versions...
 test-wheel: dist setup

@@ -41,6 +41,7 @@ from .config import (
 from .feature_extraction import PeftModelForFeatureExtraction
 from .injection import (
     build_prefix_cache,
+    check_left_padding,
     extend_attention_mask,
     past_key_values_to_prefix,
     position_ids_from_attention_mask,
@@ -118,6 +119,7 @@ __all__ = [
     "ShapeMismatchError",
     "TaskType",
     "build_prefix_cache",
+    "check_left_padding",
     "extend_attention_mask",
     "get_peft_model",
     "past_key_values_to_prefix",

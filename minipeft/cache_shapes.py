@@ -48,13 +48,15 @@ LayerShapes = list[KeyValueShape | None]
 class CacheLayout(NamedTuple):
     """What a model's cache holds: ``layers``, one :class:`KeyValueShape` per decoder layer (``None``
     for a layer without keys and values), and ``cache_class``, the cache the model builds for itself
-    (``DynamicCache``; MiniMax has its own).
+    (``DynamicCache``; MiniMax has its own); ``sliding_window``, the shortest window any layer
+    keeps (``None``: no sliding-window layer).
 
     Explained in: book/which_models.md
     """
 
     layers: LayerShapes
     cache_class: type
+    sliding_window: int | None = None  # the shortest window of a sliding-window layer, if any
 
 
 def new_cache(layout: CacheLayout | None, model_config: Any) -> Any:
@@ -131,7 +133,8 @@ def cache_layout(model: Any) -> CacheLayout | None:
             return None  # the model did not use the cache (an encoder such as BERT): the config decides
         kinds = sorted({type(layer).__name__ for layer in layers})
         raise ValueError(_no_keys_and_values(model, ", ".join(kinds)))
-    return CacheLayout(shapes, type(cache))
+    windows = [layer.sliding_window for layer in layers if isinstance(getattr(layer, "sliding_window", None), int)]
+    return CacheLayout(shapes, type(cache), min(windows) if windows else None)
 
 
 def _no_keys_and_values(model: Any, kinds: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.cache_utils import DynamicLayer, LinearAttentionCacheLayerMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 __all__ = ["checkpointed_layers", "prefix_under_checkpointing", "read_only_prefix_cache"]
@@ -52,19 +53,30 @@ def checkpointed_layers(model: nn.Module) -> list[nn.Module]:
 
 @functools.cache
 def _read_only(layer_class: type) -> type:
-    """``layer_class`` (a transformers cache layer) whose ``update`` reads and never writes."""
+    """``layer_class`` (a transformers cache layer) that never writes: ``update`` returns the prefix
+    followed by the new keys and values; a linear-attention (or SSM, conv) state is handed back as
+    computed and not kept, so every call starts from the zero state, as the first one did."""
 
     def update(self: Any, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         # (B, H, P, D) + (B, H, T, D) -> (B, H, P + T, D); the stored prefix stays (B, H, P, D)
         return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
 
-    return type(f"ReadOnly{layer_class.__name__}", (layer_class,), {"update": update})
+    def update_state(self: Any, states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return states  # the state this call computed, not stored: has_previous_state stays False
+
+    methods: dict[str, Any] = {}
+    if issubclass(layer_class, DynamicLayer):
+        methods["update"] = update
+    if issubclass(layer_class, LinearAttentionCacheLayerMixin):
+        methods |= {"update_conv_state": update_state, "update_recurrent_state": update_state}
+    return type(f"ReadOnly{layer_class.__name__}", (layer_class,), methods)
 
 
 def read_only_prefix_cache(cache: Any) -> Any:
     """Make every layer of a prefix's ``DynamicCache`` read-only, in place: ``update`` returns the prefix
     followed by the new keys and values without storing them; ``get_seq_length()`` stays
-    ``num_virtual_tokens``. For a training forward pass only (generation needs a cache that grows).
+    ``num_virtual_tokens``; a hybrid's linear-attention layers keep no state between calls. For a
+    training forward pass only (generation needs a cache that grows).
 
     Returns:
         ``cache``.
@@ -72,7 +84,8 @@ def read_only_prefix_cache(cache: Any) -> Any:
     Explained in: book/appendix_accelerate.md
     """
     for layer in cache.layers:
-        if isinstance(getattr(layer, "keys", None), torch.Tensor):  # not a linear-attention or shared layer
+        prefix = isinstance(getattr(layer, "keys", None), torch.Tensor)
+        if prefix or isinstance(layer, LinearAttentionCacheLayerMixin):  # not a shared (DummyLayer) layer
             layer.__class__ = _read_only(type(layer))
     return cache
 

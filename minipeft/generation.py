@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 import torch
 from transformers import DynamicCache, EncoderDecoderCache
 
-from .injection import extend_attention_mask
+from .config import PeftType
+from .injection import check_left_padding, extend_attention_mask
 from .mixed_batch import generation_step, plan_mixed_batch
 
 __all__ = []  # internals of generate
@@ -59,6 +60,15 @@ class GenerationMixin:
                 return base.generate(*args, **kwargs)
         if self._adapters_disabled:
             return base.generate(*args, **kwargs)
+        if self.active_peft_config.peft_type is PeftType.PREFIX_TUNING:
+            num_virtual = self.active_peft_config.num_virtual_tokens if plan is None else plan.total
+            check_left_padding(
+                base,
+                self.__dict__.get("_cache_layout"),
+                kwargs.get("attention_mask"),
+                num_virtual,
+                _new_tokens(base, kwargs),
+            )
         self.base_model_prepare_inputs_for_generation = base.prepare_inputs_for_generation
         base.prepare_inputs_for_generation = self.prepare_inputs_for_generation
         self.__dict__["_mixed_batch"] = plan
@@ -121,6 +131,17 @@ class GenerationMixin:
                 raise ValueError(f"minipeft generates with a 2-D {key} (batch, seq_len), got {mask.dim()}-D.")
             inputs[key] = extend_attention_mask(mask, num_virtual)  # (B, P + T)
         return inputs
+
+
+def _new_tokens(base: Any, kwargs: dict[str, Any]) -> int:
+    """How many tokens ``generate`` may add: ``max_new_tokens``, else ``max_length`` less the input."""
+    config = kwargs.get("generation_config") or getattr(base, "generation_config", None)
+    new = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
+    if new is not None:
+        return int(new)
+    mask = kwargs.get("attention_mask")
+    length = kwargs.get("max_length", getattr(config, "max_length", None))
+    return max(int(length) - (mask.shape[1] if mask is not None else 0), 0) if length is not None else 0
 
 
 def _is_dynamic(cache: Any) -> bool:

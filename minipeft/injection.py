@@ -29,6 +29,11 @@ from .config import PrefixTuningConfig
 
 __all__ = ["build_prefix_cache", "extend_attention_mask", "past_key_values_to_prefix", "prefix_from_text"]
 __all__ += ["position_ids_from_attention_mask", "position_ids_kwargs", "prefix_to_past_key_values"]
+__all__ += ["check_left_padding"]
+
+# Models that take no position_ids but place tokens by the attention mask (ALiBi from the mask's running count):
+# a left-padded row keeps its distances to the prefix
+POSITIONS_FROM_MASK = {"bloom"}
 
 KeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
@@ -111,6 +116,56 @@ def position_ids_kwargs(model: Any, attention_mask: torch.Tensor) -> dict[str, t
     if "position_ids" in inspect.signature(base.forward).parameters:
         return {"position_ids": position_ids_from_attention_mask(attention_mask)}
     return {}
+
+
+def check_left_padding(
+    model: Any,
+    layout: CacheLayout | None,
+    attention_mask: torch.Tensor | None,
+    num_virtual_tokens: int,
+    new_tokens: int = 0,
+) -> None:
+    """Refuse a left-padded batch that the model cannot keep equal to its rows alone with a prefix.
+
+    A prefix sits in the cache before the input, so the padding of a left-padded row lies between
+    the prefix and the row's text. Positions passed as ``position_ids`` skip it; two kinds of model
+    count it anyway: one whose ``forward`` takes no ``position_ids`` (RoFormer, MPT: each token is
+    placed by its cache slot) and one with sliding-window layers (Mistral, Gemma 2/3: the window is
+    counted in cache slots) once ``num_virtual_tokens`` + the input + ``new_tokens`` outgrow it.
+    ``model``: the base model; ``attention_mask`` ``(batch, seq_len)`` over the real tokens.
+
+    Raises:
+        ValueError: such a model and an ``attention_mask`` with padding before some row's text.
+
+    Explained in: book/which_models.md
+    """
+    if attention_mask is None or num_virtual_tokens == 0 or attention_mask.dim() != 2:
+        return
+    mask = attention_mask.long()
+    text_after = mask.flip(-1).cummax(-1).values.flip(-1)  # 1 wherever a real token comes at or after
+    if not bool(((mask == 0) & (text_after == 1)).any()):  # no padding before text: nothing moves
+        return
+    model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+    takes_positions = "position_ids" in inspect.signature(model.forward).parameters
+    fix = (
+        "Pad on the right to train or score (tokenizer.padding_side = 'right'); generate from unpadded rows "
+        "(one at a time, or rows of one length)."
+    )
+    if not takes_positions and model_type not in POSITIONS_FROM_MASK:
+        raise ValueError(
+            f"{type(model).__name__} ({model_type}) takes no position_ids: it places each token by its cache "
+            "slot, so the padding between the prefix and a left-padded row's text moves that text away from the "
+            f"prefix, and the row would not give what it gives alone. {fix}"
+        )
+    window = None if layout is None else layout.sliding_window
+    length = num_virtual_tokens + mask.shape[1] + new_tokens
+    if window is not None and length > window:
+        raise ValueError(
+            f"{type(model).__name__} ({model_type}) has sliding-window layers of {window} tokens, counted in cache "
+            f"slots: with {num_virtual_tokens} virtual tokens, {mask.shape[1]} input and {new_tokens} new tokens "
+            f"({length} > {window}), the padding of a left-padded row pushes the prefix out of the window sooner "
+            f"than for the row alone. {fix}"
+        )
 
 
 def position_ids_from_attention_mask(attention_mask: torch.Tensor, past_length: int = 0) -> torch.Tensor:

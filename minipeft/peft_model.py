@@ -33,7 +33,13 @@ from transformers import PreTrainedModel
 from .cache_shapes import cache_layout
 from .config import PeftType, PromptLearningConfig, TaskType
 from .hub import push_folder_to_hub
-from .injection import build_prefix_cache, cache_kwarg, extend_attention_mask, prefix_to_past_key_values
+from .injection import (
+    build_prefix_cache,
+    cache_kwarg,
+    check_left_padding,
+    extend_attention_mask,
+    prefix_to_past_key_values,
+)
 from .mixed_batch import PrefixMemory, plan_mixed_batch, prefix_memory
 from .modules_to_save import ModulesToSaveWrapper, find_modules_to_save, trained_copies
 from .save_load import WEIGHTS_NAME, build_encoder, read_adapter, write_adapters, write_resume_state
@@ -435,6 +441,8 @@ class PeftModel(PreTrainedModel):
             raise ValueError("forward needs input_ids (batch, seq_len) or inputs_embeds (batch, seq_len, hidden_size).")
         batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
         continuing = caller_cache is not None and caller_cache.get_seq_length() > 0
+        if prefix and not continuing:
+            check_left_padding(self.base_model, self.__dict__.get("_cache_layout"), attention_mask, num_virtual)
         if attention_mask is not None:
             attention_mask = extend_attention_mask(attention_mask, num_virtual)  # (B, P + T)
         cache = caller_cache

@@ -146,3 +146,58 @@ def test_a_cache_built_without_a_layout_is_a_plain_dynamic_cache():
     pairs = [(torch.zeros(1, 2, 4, 8), torch.zeros(1, 2, 4, 8))] * 2
     cache = minipeft.build_prefix_cache(pairs)
     assert isinstance(cache, DynamicCache) and cache.get_seq_length() == 4
+
+
+@pytest.mark.parametrize(
+    ("model_type", "fields", "message"),
+    [
+        ("roformer", {"is_decoder": True}, r"RoFormerForCausalLM \(roformer\) takes no position_ids"),
+        ("mpt", {}, r"MptForCausalLM \(mpt\) takes no position_ids"),
+        ("mistral", {"sliding_window": 5, "num_key_value_heads": 2}, r"sliding-window layers of 5 tokens.*10 > 5"),
+    ],
+)
+def test_left_padding_that_would_move_the_text_away_from_the_prefix_is_refused(model_type, fields, message):
+    model = tiny(model_type, num_hidden_layers=2, **fields)
+    wrapped = wrap(model)
+    batch, mask, short = padded_batch()
+    with pytest.raises(ValueError, match=message):
+        wrapped(input_ids=batch, attention_mask=mask)
+    with pytest.raises(ValueError, match=message.replace("10 > 5", "14 > 5")):
+        wrapped.generate(input_ids=batch, attention_mask=mask, max_new_tokens=4)
+    # right padding and unpadded rows keep the prefix where it is: accepted, and equal to the row alone
+    right = torch.cat([short, torch.zeros(1, 3, dtype=torch.long)], dim=1)
+    right_mask = torch.tensor([[1, 1, 1, 0, 0, 0]])
+    with torch.no_grad():
+        padded = wrapped(input_ids=right, attention_mask=right_mask).logits[:, :3]
+        torch.testing.assert_close(padded, wrapped(input_ids=short).logits, rtol=0, atol=ATOL)
+    wrapped.generate(input_ids=short, attention_mask=torch.ones_like(short), max_new_tokens=1)
+
+
+def test_a_sliding_window_longer_than_everything_and_bloom_alibi_keep_left_padding():
+    for model_type, fields in (("mistral", {"sliding_window": 64, "num_key_value_heads": 2}), ("bloom", {})):
+        assert_padded_row_equals_row_alone(wrap(tiny(model_type, num_hidden_layers=2, **fields)))
+
+
+@pytest.mark.parametrize(
+    ("model_type", "fields"),
+    [("gemma4_text", {"num_key_value_heads": 2, "head_dim": 16}), ("qwen3_5_text", {"num_key_value_heads": 2})],
+)
+def test_checkpointing_gives_the_same_gradients_on_per_layer_and_hybrid_models(model_type, fields):
+    model = tiny(model_type, num_hidden_layers=4, **fields)
+    batch, mask, _ = padded_batch()
+    labels = batch.masked_fill(mask == 0, -100)
+    results = []
+    for checkpointing in (False, True):
+        base = copy.deepcopy(model)
+        if checkpointing:
+            base.gradient_checkpointing_enable()
+        torch.manual_seed(1)
+        wrapped = get_peft_model(base, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).train()
+        positions = minipeft.position_ids_from_attention_mask(mask)
+        loss = wrapped(input_ids=batch, attention_mask=mask, position_ids=positions, labels=labels).loss
+        loss.backward()
+        results.append((loss.item(), wrapped.prompt_encoder["default"].embedding.weight.grad))
+    (loss, grad), (checkpointed_loss, checkpointed_grad) = results
+    assert grad.abs().max() > 0
+    assert checkpointed_loss == pytest.approx(loss, abs=1e-6)
+    torch.testing.assert_close(checkpointed_grad, grad, rtol=0, atol=1e-6)

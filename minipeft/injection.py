@@ -132,15 +132,16 @@ def check_left_padding(
     count it anyway: one whose ``forward`` takes no ``position_ids`` (RoFormer, MPT: each token is
     placed by its cache slot) and one with sliding-window layers (Mistral, Gemma 2/3: the window is
     counted in cache slots) once ``num_virtual_tokens`` + the input + ``new_tokens`` outgrow it.
-    ``model``: the base model; ``attention_mask`` ``(batch, seq_len)`` over the real tokens.
+    ``model``: the base model; ``layout``: its :func:`minipeft.cache_layout` (``None``, an encoder or
+    encoder-decoder: not checked); ``attention_mask`` ``(batch, seq_len)`` over the real tokens.
 
     Raises:
         ValueError: such a model and an ``attention_mask`` with padding before some row's text.
 
     Explained in: book/which_models.md
     """
-    if attention_mask is None or num_virtual_tokens == 0 or attention_mask.dim() != 2:
-        return
+    if layout is None or attention_mask is None or num_virtual_tokens == 0 or attention_mask.dim() != 2:
+        return  # no layout: an encoder or encoder-decoder, whose prefix is not in a decoder's cache slots
     mask = attention_mask.long()
     text_after = mask.flip(-1).cummax(-1).values.flip(-1)  # 1 wherever a real token comes at or after
     if not bool(((mask == 0) & (text_after == 1)).any()):  # no padding before text: nothing moves

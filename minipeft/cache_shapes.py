@@ -75,9 +75,10 @@ def new_cache(layout: CacheLayout | None, model_config: Any) -> Any:
 
 @torch.no_grad()
 def cache_layout(model: Any) -> CacheLayout | None:
-    """The model's :class:`CacheLayout`, read from the cache it fills for one token; ``None`` (use the
-    config's fields, as PEFT) when the model cannot be probed: an encoder-decoder, a model on the
-    meta device, one whose forward makes no cache or fails on one token.
+    """The model's :class:`CacheLayout`, read from the cache it fills for one token (on the meta
+    device too: shapes without numbers, so real architectures can be measured offline); ``None``
+    (use the config's fields, as PEFT) when the model cannot be probed: an encoder-decoder, one
+    whose forward makes no cache or fails on one token.
 
     Raises:
         ValueError: the model's cache has layers but none holds keys and values (a pure SSM or
@@ -92,8 +93,6 @@ def cache_layout(model: Any) -> CacheLayout | None:
     try:
         parameter = next(model.parameters())
     except StopIteration:
-        return None
-    if parameter.device.type == "meta":
         return None
     modes = {module: module.training for module in model.modules()}
     model.eval()  # checkpointing layers drop the cache while training

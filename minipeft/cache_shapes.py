@@ -105,8 +105,11 @@ def cache_layout(model: Any) -> CacheLayout | None:
         for module, training in modes.items():
             module.training = training
     cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
-    if cache is None and getattr(out, "cache_params", None) is not None:  # Mamba, RWKV: a recurrent state only
-        raise ValueError(_no_keys_and_values(model, type(out.cache_params).__name__))
+    recurrent = next(
+        (getattr(out, name) for name in ("cache_params", "state") if getattr(out, name, None) is not None), None
+    )
+    if cache is None and recurrent is not None:  # Mamba's cache_params, RWKV's state: a recurrent state only
+        raise ValueError(_no_keys_and_values(model, type(recurrent).__name__))
     cache = getattr(cache, "self_attention_cache", cache)  # a BERT-like decoder's EncoderDecoderCache
     layers = getattr(cache, "layers", None)
     if not layers:
@@ -138,8 +141,8 @@ def cache_layout(model: Any) -> CacheLayout | None:
 
 def _no_keys_and_values(model: Any, kinds: str) -> str:
     return (
-        f"{type(model).__name__} ({getattr(model.config, 'model_type', '?')}) keeps no keys and values in its "
-        f"cache (it keeps {kinds}): prefix tuning has no attention layer to put a prefix in. Use prompt "
+        f"{type(model).__name__} ({getattr(model.config, 'model_type', '?')}) keeps no keys and values, only a "
+        f"recurrent state ({kinds}): prefix tuning has no attention layer to put a prefix in. Use prompt "
         "tuning (PromptTuningConfig), which prepends embeddings instead."
     )
 

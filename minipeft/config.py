@@ -407,9 +407,13 @@ class PrefixTuningConfig(PromptLearningConfig):
             ValueError: see :meth:`PromptLearningConfig.fill_from_model_config`.
         """
         if cache_shapes is not None:
-            shape = {"num_hidden_layers": len(cache_shapes)}
             heads, head_dim = table_shape(list(cache_shapes))
             layers = len(cache_shapes)
+            try:  # the config's fields, for describing a mismatch; the cache's where they differ
+                shape = _model_shape(model_config)
+            except ValueError:
+                shape = {}
+            shape.update(num_hidden_layers=layers, num_key_value_heads=heads, head_dim=head_dim)
         else:
             shape = _model_shape(model_config)
             heads, layers, head_dim = shape["num_key_value_heads"], shape["num_hidden_layers"], shape["head_dim"]

@@ -121,6 +121,9 @@ def test_a_model_without_keys_and_values_is_refused_by_name():
     model = tiny("mamba", num_hidden_layers=2, state_size=8)
     with pytest.raises(ValueError, match=r"MambaForCausalLM \(mamba\) keeps no keys and values.*PromptTuningConfig"):
         get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    rwkv = tiny("rwkv", num_hidden_layers=2, attention_hidden_size=64)
+    with pytest.raises(ValueError, match=r"RwkvForCausalLM \(rwkv\) keeps no keys and values, only a recurrent"):
+        get_peft_model(rwkv, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
 
 
 def test_sparse_attention_with_an_indexer_is_refused_by_name():

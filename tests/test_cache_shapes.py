@@ -204,3 +204,38 @@ def test_checkpointing_gives_the_same_gradients_on_per_layer_and_hybrid_models(m
     assert grad.abs().max() > 0
     assert checkpointed_loss == pytest.approx(loss, abs=1e-6)
     torch.testing.assert_close(checkpointed_grad, grad, rtol=0, atol=1e-6)
+
+
+def test_where_peft_skips_gemma4_layers_minipeft_prefixes_every_layer():
+    # attention_k_eq_v with one global key/value head: full-attention layers 1 x 32, sliding ones 2 x 16.
+    # PEFT provisions 1 x 32 (the widest head's layer) and skips the sliding layers, with a warning.
+    model = tiny(
+        "gemma4_text", num_hidden_layers=4, num_key_value_heads=2, head_dim=16,
+        attention_k_eq_v=True, num_global_key_value_heads=1, global_head_dim=32,
+    )  # fmt: skip
+    assert cache_layout(model).layers == [KeyValueShape(2, 16, 16)] * 3 + [KeyValueShape(1, 32, 32)]
+    with pytest.warns(UserWarning, match=r"skipped \[0, 1, 2\]"):
+        theirs = wrap(model, peft).get_prompt(batch_size=1)
+    assert [layer.keys is not None and layer.keys.numel() > 0 for layer in theirs.layers] == [False] * 3 + [True]
+    ours = wrap(model).get_prompt(batch_size=1)
+    assert [tuple(layer.keys.shape) for layer in ours.layers] == [(1, 2, 4, 16)] * 3 + [(1, 1, 4, 32)]
+    assert_text_oracle(model, wrap(model))
+
+
+def test_peft_reads_minipefts_adapters_right_or_refuses_them_by_size(tmp_path):
+    # multi-query Falcon: the saved config says token_dim=16, num_attention_heads=1, which PEFT then uses as is
+    falcon = tiny("falcon", num_hidden_layers=2, multi_query=True, new_decoder_architecture=False)
+    ours = wrap(falcon)
+    with torch.no_grad():
+        ours.prompt_encoder["default"].embedding.weight.normal_(generator=torch.Generator().manual_seed(3))
+    ours.save_pretrained(tmp_path / "falcon")
+    theirs = peft.PeftModel.from_pretrained(copy.deepcopy(falcon), tmp_path / "falcon").eval()
+    batch = padded_batch()[2]
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(input_ids=batch).logits, ours(input_ids=batch).logits, rtol=0, atol=0)
+    # MiMo-V2-Flash: layers with 2 and with 4 key/value heads; PEFT's table would be another size
+    mimo = tiny("mimo_v2_flash", num_hidden_layers=4, num_key_value_heads=2, head_dim=16)
+    assert len(set(cache_layout(mimo).layers)) == 2
+    wrap(mimo).save_pretrained(tmp_path / "mimo")
+    with pytest.raises(RuntimeError, match=r"size mismatch"):
+        peft.PeftModel.from_pretrained(copy.deepcopy(mimo), tmp_path / "mimo")

@@ -19,7 +19,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NUM_VIRTUAL = 30
@@ -33,8 +35,28 @@ def _rss_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def child(library: str, checkpointing: bool, batch: int, seq_len: int, steps: int) -> dict:
-    """In a fresh process: one configuration's peak memory above idle and median step time."""
+def measure_step(step: Callable[[], None], steps: int) -> tuple[float, int]:
+    """``step`` run once to warm up (and to create the optimizer's state), then ``steps`` times: the
+    median seconds of one, and the peak resident memory above the memory before it, in MiB."""
+    baseline = _rss_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts at the current RSS
+    step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times), 2), round((_rss_kib("VmHWM") - baseline) / 1024)
+
+
+def run_child(script: str, arguments: list[str]) -> dict:
+    """``script`` run with ``arguments`` in a fresh Python process; the JSON object it printed last."""
+    out = subprocess.run([sys.executable, script, *arguments], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def smollm2_and_batch(checkpointing: bool, batch: int, seq_len: int) -> tuple[Any, Any]:
+    """The embedded SmolLM2 (with gradient checkpointing on if asked) and ``(batch, seq_len)`` random token ids."""
     import warnings
 
     import torch
@@ -46,6 +68,15 @@ def child(library: str, checkpointing: bool, batch: int, seq_len: int, steps: in
     model, _ = load_base_model()
     if checkpointing:
         model.gradient_checkpointing_enable()
+    generator = torch.Generator().manual_seed(0)
+    return model, torch.randint(0, model.config.vocab_size, (batch, seq_len), generator=generator)
+
+
+def child(library: str, checkpointing: bool, batch: int, seq_len: int, steps: int) -> dict:
+    """In a fresh process: one configuration's peak memory above idle and median step time."""
+    import torch
+
+    model, input_ids = smollm2_and_batch(checkpointing, batch, seq_len)
     if library == "peft":
         import peft
 
@@ -56,8 +87,6 @@ def child(library: str, checkpointing: bool, batch: int, seq_len: int, steps: in
 
         config = minipeft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=NUM_VIRTUAL)
         get_peft_model = minipeft.get_peft_model
-    generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(0, model.config.vocab_size, (batch, seq_len), generator=generator)
     try:
         wrapped = get_peft_model(model, config).train()
         optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=1e-3)
@@ -67,16 +96,8 @@ def child(library: str, checkpointing: bool, batch: int, seq_len: int, steps: in
             optimizer.step()
             optimizer.zero_grad()
 
-        baseline = _rss_kib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts at the current RSS
-        step()  # warm-up, and the optimizer's state
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        peak = (_rss_kib("VmHWM") - baseline) / 1024
-        return {"step_s": round(statistics.median(times), 2), "peak_above_idle_mib": round(peak), "error": ""}
+        step_s, peak = measure_step(step, steps)
+        return {"step_s": step_s, "peak_above_idle_mib": peak, "error": ""}
     except Exception as error:  # PEFT's refusal is a result, not a failure of the benchmark
         return {"step_s": "", "peak_above_idle_mib": "", "error": f"{type(error).__name__}: {error}"[:200]}
 
@@ -94,10 +115,9 @@ def main() -> None:
         return
     rows = []
     for library, checkpointing in CONFIGS:
-        command = [sys.executable, __file__, "--batch", str(args.batch), "--seq-len", str(args.seq_len)]
-        command += ["--steps", str(args.steps), "--child", library, str(int(checkpointing))]
-        out = subprocess.run(command, capture_output=True, text=True, check=True)
-        row = {"library": library, "checkpointing": checkpointing, **json.loads(out.stdout.strip().splitlines()[-1])}
+        arguments = ["--batch", str(args.batch), "--seq-len", str(args.seq_len), "--steps", str(args.steps)]
+        measured = run_child(__file__, [*arguments, "--child", library, str(int(checkpointing))])
+        row = {"library": library, "checkpointing": checkpointing, **measured}
         print(row, flush=True)
         rows.append(row)
     off, on = rows[0], rows[1]

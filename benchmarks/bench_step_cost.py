@@ -19,13 +19,9 @@ import argparse
 import csv
 import json
 import platform
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from bench_checkpointing import _rss_kib
+from bench_checkpointing import measure_step, run_child, smollm2_and_batch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NUM_VIRTUAL = 20  # chapter 7's prefix
@@ -34,17 +30,11 @@ METHODS = ["prefix", "ft-top2", "full"]
 
 def child(method: str, checkpointing: bool, batch: int, seq_len: int, steps: int) -> dict:
     """In a fresh process: one configuration's trainable numbers, median step time and peak memory."""
-    import warnings
-
     import torch
 
-    warnings.filterwarnings("ignore")
-    from minipeft import PrefixTuningConfig, get_peft_model, load_base_model
+    from minipeft import PrefixTuningConfig, get_peft_model
 
-    torch.manual_seed(0)
-    model, _ = load_base_model()
-    if checkpointing:
-        model.gradient_checkpointing_enable()
+    model, input_ids = smollm2_and_batch(checkpointing, batch, seq_len)
     if method == "prefix":
         model = get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=NUM_VIRTUAL))
     elif method == "ft-top2":  # Li & Liang's FT-TOP2: the last two layers and the final norm
@@ -54,27 +44,14 @@ def child(method: str, checkpointing: bool, batch: int, seq_len: int, steps: int
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
-    input_ids = torch.randint(0, 49152, (batch, seq_len), generator=torch.Generator().manual_seed(0))
 
     def step() -> None:
         model(input_ids=input_ids, labels=input_ids).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    baseline = _rss_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts at the current RSS
-    step()  # warm-up, and AdamW's state
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    peak = (_rss_kib("VmHWM") - baseline) / 1024
-    return {
-        "trainable": sum(p.numel() for p in params),
-        "step_s": round(statistics.median(times), 2),
-        "peak_above_idle_mib": round(peak),
-    }
+    step_s, peak = measure_step(step, steps)
+    return {"trainable": sum(p.numel() for p in params), "step_s": step_s, "peak_above_idle_mib": peak}
 
 
 def main() -> None:
@@ -90,10 +67,9 @@ def main() -> None:
     rows = []
     for checkpointing in (False, True):
         for method in METHODS:
-            command = [sys.executable, __file__, "--batch", str(args.batch), "--seq-len", str(args.seq_len)]
-            command += ["--steps", str(args.steps), "--child", method, str(int(checkpointing))]
-            out = subprocess.run(command, capture_output=True, text=True, check=True)
-            row = {"method": method, "checkpointing": checkpointing, **json.loads(out.stdout.strip().splitlines()[-1])}
+            arguments = ["--batch", str(args.batch), "--seq-len", str(args.seq_len), "--steps", str(args.steps)]
+            measured = run_child(__file__, [*arguments, "--child", method, str(int(checkpointing))])
+            row = {"method": method, "checkpointing": checkpointing, **measured}
             print(row, flush=True)
             rows.append(row)
     full = next(r for r in rows if r["method"] == "full" and not r["checkpointing"])

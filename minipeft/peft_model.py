@@ -30,7 +30,6 @@ from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 from transformers import PreTrainedModel
 
-from .cache_shapes import cache_layout
 from .config import PeftType, PromptLearningConfig, TaskType
 from .hub import push_folder_to_hub
 from .injection import (
@@ -42,7 +41,7 @@ from .injection import (
 )
 from .mixed_batch import PrefixMemory, plan_mixed_batch, prefix_memory
 from .modules_to_save import ModulesToSaveWrapper, find_modules_to_save, trained_copies
-from .save_load import WEIGHTS_NAME, build_encoder, read_adapter, write_adapters, write_resume_state
+from .save_load import WEIGHTS_NAME, build_encoder, fill_shapes, read_adapter, write_adapters, write_resume_state
 
 __all__ = ["PeftModel", "get_peft_model"]
 
@@ -174,13 +173,9 @@ class PeftModel(PreTrainedModel):
             )
         model = self.base_model
         prefix = config.peft_type is PeftType.PREFIX_TUNING
+        layout = fill_shapes(config, model, self.__dict__.get("_cache_layout"))  # the model is asked once
         if prefix:
-            if "_cache_layout" not in self.__dict__:  # what each layer's cache holds, asked of the model once
-                self.__dict__["_cache_layout"] = cache_layout(model)
-            layout = self.__dict__["_cache_layout"]
-            config.fill_from_model_config(model.config, cache_shapes=None if layout is None else layout.layers)
-        else:
-            config.fill_from_model_config(model.config)
+            self.__dict__["_cache_layout"] = layout
         if config.base_model_name_or_path is None:
             config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
         key = cache_kwarg(model)

@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
 from ._version import __version__
-from .cache_shapes import cache_layout
+from .cache_shapes import CacheLayout, cache_layout
 from .config import CONFIG_NAME, PeftType, PromptLearningConfig, ShapeMismatchError, TaskType, load_config
 from .hub import file_exists, hub_kwargs, resolve_file
 from .modules_to_save import modules_to_save_state, original_state_dict
@@ -348,6 +348,20 @@ model = PeftModel.from_pretrained(base, "path/to/this/folder")
 """
 
 
+def fill_shapes(
+    config: PromptLearningConfig, model: nn.Module, layout: CacheLayout | None = None
+) -> CacheLayout | None:
+    """Fill (or check) ``config``'s shapes for ``model``: a prefix's from what each layer's cache
+    holds (``layout``, else :func:`~minipeft.cache_layout` of ``model``), a soft prompt's from the
+    config. Returns the layout used (``None`` for a soft prompt or a model that cannot be probed)."""
+    if config.peft_type is not PeftType.PREFIX_TUNING:
+        config.fill_from_model_config(model.config)
+        return None
+    layout = layout if layout is not None else cache_layout(model)
+    config.fill_from_model_config(model.config, cache_shapes=None if layout is None else layout.layers)
+    return layout
+
+
 def read_adapter(
     model: nn.Module,
     model_id: str | os.PathLike,
@@ -377,11 +391,7 @@ def read_adapter(
     tensors = {k: v for k, v in tensors.items() if k.startswith("base_model.")}  # a trained head, if any
     prefix = config.peft_type is PeftType.PREFIX_TUNING
     try:
-        if prefix:  # shaped by what the model's cache holds, as get_peft_model shapes it
-            layout = cache_layout(model)
-            config.fill_from_model_config(model.config, cache_shapes=None if layout is None else layout.layers)
-        else:
-            config.fill_from_model_config(model.config)
+        fill_shapes(config, model)  # shaped by what the model's cache holds, as get_peft_model shapes it
     except ShapeMismatchError as error:
         raise ValueError(
             f"{config_path} was made for another base model than this {type(model).__name__}: {error.describe()}."

@@ -271,7 +271,15 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """A safetensors file, or a torch pickle read with ``weights_only=True`` (tensors only: no code runs)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True) if path.suffix == ".bin" else load_file(path)
-    except (SafetensorError, OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):  # torch's refusal of anything but tensors
+            raise ValueError(f"{path} is not a readable torch pickle (truncated or corrupt?): {error}") from None
+        raise ValueError(
+            f"{path} holds more than tensors (a pickle that would run code or build objects when loaded), so "
+            "torch.load(weights_only=True), which minipeft reads .bin adapters with, refused it. Load only "
+            "adapters you trust, and prefer safetensors (save_pretrained's default)."
+        ) from None
+    except (SafetensorError, OSError, ValueError, RuntimeError, EOFError) as error:
         kind = "loadable with torch.load(weights_only=True)" if path.suffix == ".bin" else "a readable safetensors file"
         raise ValueError(f"{path} is not {kind} (truncated or corrupt?): {error}") from None
 

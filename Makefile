@@ -81,9 +81,12 @@ test-wheel: dist setup
 test-compat: dist setup
 	PYTHON=$(PYTHON) scripts/test_installed.sh _build/venv-compat "$$(ls $(DIST)/*.whl)" $(OLDEST_TRANSFORMERS)
 
-# Every chapter executed under nbval (cells tagged nbval-check-output must reproduce their outputs).
+# Every chapter executed under nbval (cells tagged nbval-check-output must reproduce their outputs),
+# then each chapter's run time and the whole book's (scripts/notebook_times.py; printed, not enforced).
 test-notebooks: setup
-	$(BIN)/python -m pytest book
+	mkdir -p _build
+	$(BIN)/python -m pytest book --junitxml=_build/notebooks.xml
+	$(BIN)/python scripts/notebook_times.py _build/notebooks.xml
 
 # The HTML built from the committed notebooks (which test-notebooks executed) with warnings as errors,
 # then its links and three pages in headless Chromium, with screenshots in _build/screenshots.

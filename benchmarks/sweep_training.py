@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import math
 import os
 import statistics
 from pathlib import Path
@@ -61,6 +60,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 INIT_STD = 0.02
 
 
+def scale_output(encoder: torch.nn.Module, last: torch.nn.Linear, num_virtual_tokens: int) -> None:
+    """Rescale a reparameterising MLP's ``last`` layer so that its first output has std INIT_STD."""
+    scale = INIT_STD / encoder(torch.arange(num_virtual_tokens).unsqueeze(0)).std()
+    last.weight.mul_(scale)
+    last.bias.mul_(scale)
+
+
 def prefix_model(model, num_virtual_tokens: int, prefix_projection: bool, seed: int):
     torch.manual_seed(seed)
     config = PrefixTuningConfig(
@@ -69,11 +75,8 @@ def prefix_model(model, num_virtual_tokens: int, prefix_projection: bool, seed: 
     peft_model = get_peft_model(model, config)
     encoder = peft_model.prompt_encoder["default"]
     with torch.no_grad():
-        if prefix_projection:  # rescale the MLP's last layer so the initial prefix has std INIT_STD
-            out = encoder(torch.arange(num_virtual_tokens).unsqueeze(0))
-            scale = INIT_STD / out.std()
-            encoder.transform[2].weight.mul_(scale)
-            encoder.transform[2].bias.mul_(scale)
+        if prefix_projection:
+            scale_output(encoder, encoder.transform[2], num_virtual_tokens)
         else:
             torch.nn.init.normal_(encoder.embedding.weight, std=INIT_STD)
     return peft_model
@@ -93,11 +96,8 @@ def p_tuning_model(model):
     torch.manual_seed(0)
     peft_model = get_peft_model(model, PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=20))
     encoder = peft_model.prompt_encoder["default"]
-    with torch.no_grad():  # rescale the MLP's last layer so the initial prompt has std INIT_STD
-        out = encoder(torch.arange(20).unsqueeze(0))
-        scale = INIT_STD / out.std()
-        encoder.mlp_head[-1].weight.mul_(scale)
-        encoder.mlp_head[-1].bias.mul_(scale)
+    with torch.no_grad():
+        scale_output(encoder, encoder.mlp_head[-1], 20)
     return peft_model, peft_model.get_nb_trainable_parameters()[0], peft_model.prompt_table().numel()
 
 
@@ -131,11 +131,10 @@ OUT = RESULTS  # where the CSVs are written (--out)
 
 
 def next_rate(lr: float, up: bool) -> float:
-    """The next rate of the 1, 3, 10, 30 ... grid above (or below) ``lr``."""
-    exponent = math.floor(math.log10(lr) + 1e-9)
-    steps = [10.0**exponent, 3 * 10.0**exponent, 10.0 ** (exponent + 1), 10.0 ** (exponent - 1) * 3]
-    candidates = sorted({float(f"{x:.0e}") for x in steps})
-    return min(x for x in candidates if x > lr * 1.01) if up else max(x for x in candidates if x < lr / 1.01)
+    """The neighbour of ``lr`` on the 1, 3, 10, 30 ... grid, above or below it."""
+    first_digit = f"{lr:.0e}"[0]  # "1" or "3"
+    factor = (3 if first_digit == "1" else 10 / 3) if up else (1 / 3 if first_digit == "3" else 3 / 10)
+    return float(f"{lr * factor:.0e}")
 
 
 def write_csv(name: str, rows: list[dict]) -> None:

@@ -44,6 +44,7 @@ from transformers.cache_utils import LinearAttentionCacheLayerMixin
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 import minipeft
+from minipeft.config import _first_attr  # a config field, None when absent or set per layer (Gemma 4)
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "book" / "architectures.csv"
@@ -100,14 +101,6 @@ def _shrink(fields: dict[str, Any], sizes: dict[str, int]) -> dict[str, Any]:
     return out
 
 
-def _field(config: Any, key: str) -> Any:
-    """``config.key``, or ``None`` when absent or set per layer (Gemma 4's ``head_dim`` raises then)."""
-    try:
-        return getattr(config, key, None)
-    except RuntimeError:  # transformers' AmbiguousGlobalPerLayerAttributeError
-        return None
-
-
 def tiny_configs(model_type: str) -> Any:
     """Candidate tiny configs, tried in turn: the top-level sizes passed to the config class (which
     derives its own layer patterns), then every nested config shrunk, then the nested ones kept;
@@ -116,9 +109,9 @@ def tiny_configs(model_type: str) -> Any:
     for layers in (4, 8):
         sizes = {key: (layers if key in LAYER_COUNTS else value) for key, value in SIZES.items()}
         top = {
-            key: min(value, _field(base, key))
+            key: min(value, _first_attr(base, key))
             for key, value in sizes.items()
-            if isinstance(_field(base, key), int) and not isinstance(_field(base, key), bool)
+            if isinstance(_first_attr(base, key), int) and not isinstance(_first_attr(base, key), bool)
         }
         if "qk_rope_head_dim" in top and "head_dim" in top:  # latent attention: head_dim is the rotary part
             top["head_dim"] = top["qk_rope_head_dim"]

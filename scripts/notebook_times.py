@@ -11,7 +11,6 @@ chapter's time is the sum of its cells' (nbval runs one test per cell) plus its 
 from __future__ import annotations
 
 import argparse
-import collections
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,7 +19,7 @@ BUDGET_S = 15 * 60
 
 def chapter_times(report: Path) -> dict[str, float]:
     """Seconds per notebook, in the order nbval ran them."""
-    times: dict[str, float] = collections.OrderedDict()
+    times: dict[str, float] = {}
     for case in ET.parse(report).getroot().iter("testcase"):
         # nbval's test ids: classname "book.07_training_a_prefix.ipynb", name "Cell 12"
         name = case.get("classname", "").removeprefix("book.")

@@ -25,7 +25,9 @@ model's own embeddings), so that the comparison is about training, not initialis
 Results: benchmarks/results/{training_sweep,length_sweep,method_rates,methods}.csv.
 Usage: python benchmarks/sweep_training.py [--parts rates,lengths,methods]   (about 40 minutes on the 2-core Xeon;
 without `rates`, the best learning rates come from the committed training_sweep.csv)
-Each CSV is rewritten after every run, so an interrupted sweep keeps what it measured.
+Each CSV is rewritten after every run, so an interrupted sweep keeps what it measured; `--resume` skips
+the runs already in the CSVs under `--out` (a sweep longer than one sitting, e.g. `--steps 80`, split
+into parts). Every row records the CPU it ran on: float32 results differ in the last bits between CPUs.
 """
 
 from __future__ import annotations
@@ -114,6 +116,15 @@ def top2_model(model):
     return top2, trainable, trainable
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown" where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
 def run(model, tokenizer, peft_model, data, steps, lr, seed, evaluate_on="validation"):
     """Train on ``data["train"]`` and measure on ``data[evaluate_on]`` (``data``: ``load_complaints()``)."""
     tokenized = tokenize_prompts(data, tokenizer)
@@ -124,6 +135,8 @@ def run(model, tokenizer, peft_model, data, steps, lr, seed, evaluate_on="valida
         f"{evaluate_on}_loss": round(evaluate_loss(peft_model, tokenizer, tokenized[evaluate_on], batch_size=32), 4),
         f"{evaluate_on}_accuracy": round(accuracy(predictions, data[evaluate_on]), 4),
         "seconds": round(history.seconds, 1),
+        "steps": steps,
+        "cpu": cpu_name(),
     }
 
 
@@ -135,6 +148,24 @@ def next_rate(lr: float, up: bool) -> float:
     first_digit = f"{lr:.0e}"[0]  # "1" or "3"
     factor = (3 if first_digit == "1" else 10 / 3) if up else (1 / 3 if first_digit == "3" else 3 / 10)
     return float(f"{lr * factor:.0e}")
+
+
+def read_csv(name: str) -> list[dict]:
+    """The rows of ``OUT/name.csv`` (none if it does not exist), numbers as floats, seeds as ints."""
+    if not (OUT / f"{name}.csv").exists():
+        return []
+    text = {"variant", "method", "cpu", "train_loss", "test_loss"}
+    with (OUT / f"{name}.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return [
+        {
+            k: v
+            if k in text
+            else (int(v) if k in ("seed", "steps", "num_virtual_tokens", "trainable", "saved") else float(v))
+            for k, v in r.items()
+        }
+        for r in rows
+    ]
 
 
 def write_csv(name: str, rows: list[dict]) -> None:
@@ -156,6 +187,9 @@ def main() -> None:
         action="store_true",
         help="take the other methods' validation runs already in method_rates.csv instead of rerunning them",
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs already in the CSVs under --out and skip them"
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     global OUT
@@ -165,16 +199,14 @@ def main() -> None:
     data = load_complaints()
     rates = {"P-Tuning v2": [1e-3, 1e-2, 3e-2, 1e-1], "Prefix Tuning": [1e-4, 3e-4, 1e-3, 1e-2]}
 
-    sweep = []
-    if "rates" not in parts:
-        with (RESULTS / "training_sweep.csv").open() as f:
-            sweep = [
-                {**r, "learning_rate": float(r["learning_rate"]), "validation_loss": float(r["validation_loss"])}
-                for r in csv.DictReader(f)
-            ]
+    # Without the rates part, the best rates come from the rates already measured under --out.
+    sweep = read_csv("training_sweep") if args.resume or "rates" not in parts else []
+    done = {(r["variant"], r["learning_rate"], r["seed"]) for r in sweep}
     for variant, grid in rates.items() if "rates" in parts else ():
         for lr in grid:
             for seed in range(args.seeds):
+                if (variant, lr, seed) in done:
+                    continue
                 peft_model = prefix_model(model, 20, variant == "Prefix Tuning", seed)
                 row = {
                     "variant": variant,
@@ -194,9 +226,12 @@ def main() -> None:
         )
 
     best = {variant: best_rate(variant) for variant in rates}
-    lengths = []
+    lengths = read_csv("length_sweep") if args.resume else []
+    done = {(r["num_virtual_tokens"], r["seed"]) for r in lengths}
     for n in (1, 5, 10, 20, 50) if "lengths" in parts else ():
         for seed in range(args.seeds):
+            if (n, seed) in done:
+                continue
             peft_model = prefix_model(model, n, False, seed)
             row = {
                 "num_virtual_tokens": n,
@@ -211,12 +246,22 @@ def main() -> None:
     if "methods" not in parts:
         return
     methods = []
+    earlier = {(r["method"], r["learning_rate"]): r for r in read_csv("methods")} if args.resume else {}
+
+    def add_method(row: dict) -> None:
+        methods.append(row)
+        print(row, flush=True)
+        write_csv("methods", methods)
+
     for variant in rates:
+        if (f"{variant} (20 tokens)", best[variant]) in earlier:
+            add_method(earlier[f"{variant} (20 tokens)", best[variant]])
+            continue
         peft_model = prefix_model(model, 20, variant == "Prefix Tuning", 0)
         trainable = peft_model.get_nb_trainable_parameters()[0]
         saved = peft_model.prompt_table().numel()
         result = run(model, tokenizer, peft_model, data, args.steps, best[variant], 0, evaluate_on="test")
-        methods.append(
+        add_method(
             {
                 "method": f"{variant} (20 tokens)",
                 "learning_rate": best[variant],
@@ -225,7 +270,6 @@ def main() -> None:
                 **result,
             }
         )
-        print(methods[-1], flush=True)
     # The other methods: each at the rate that did best on the validation split (seed 0), from its own
     # grid, widened while the best rate is at an edge; then measured once on the test split like the prefixes.
     others = {
@@ -235,11 +279,9 @@ def main() -> None:
     }
     method_rates = []
     measured = {}  # (method, rate) -> row; --reuse-rates starts from the rows of an earlier run
-    if args.reuse_rates and (OUT / "method_rates.csv").exists():
-        with (OUT / "method_rates.csv").open() as f:
-            for r in csv.DictReader(f):
-                row = {k: r[k] if k == "method" else float(r[k]) for k in r}
-                measured[(row["method"], row["learning_rate"])] = row
+    if args.reuse_rates or args.resume:
+        for row in read_csv("method_rates"):
+            measured[(row["method"], row["learning_rate"])] = row
 
     def validation_row(method: str, make, lr: float) -> dict:
         if (method, lr) not in measured:
@@ -269,11 +311,13 @@ def main() -> None:
             else:
                 break
         lr = min(rows, key=lambda r: r["validation_loss"])["learning_rate"]
+        if (method, lr) in earlier:
+            add_method(earlier[method, lr])
+            continue
         candidate, trainable, saved = make(model)
         result = run(model, tokenizer, candidate, data, args.steps, lr, 0, evaluate_on="test")
         del candidate
-        methods.append({"method": method, "learning_rate": lr, "trainable": trainable, "saved": saved, **result})
-        print(methods[-1], flush=True)
+        add_method({"method": method, "learning_rate": lr, "trainable": trainable, "saved": saved, **result})
     zero = predict_labels_by_likelihood(model, tokenizer, data["test"], batch_size=32)
     methods.append(
         {

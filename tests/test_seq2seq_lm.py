@@ -203,6 +203,16 @@ def test_decoder_shallower_than_encoder_matches_peft(arch):
     assert (run(ours, **batch).logits - run(theirs, **batch).logits).abs().max() <= ATOL
 
 
+def test_peft_fails_with_an_index_error_on_a_decoder_deeper_than_its_encoder():
+    """What minipeft's refusal below replaces (the claim in chapter 10 and on the differences page)."""
+    base = seq2seq_model("t5", layers=2, decoder_layers=3)
+    theirs = peft.get_peft_model(
+        base, peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=NUM_VIRTUAL)
+    )
+    with pytest.raises(IndexError):
+        run(theirs, **seq2seq_batch(base))
+
+
 def test_decoder_deeper_than_encoder_is_refused_and_model_untouched():
     base = seq2seq_model("t5", layers=2, decoder_layers=3)
     with pytest.raises(ValueError, match="cannot reach a decoder of 3 layers"):

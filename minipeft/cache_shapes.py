@@ -82,7 +82,9 @@ def cache_layout(model: Any) -> CacheLayout | None:
 
     Raises:
         ValueError: the model's cache has layers but none holds keys and values (a pure SSM or
-            recurrent model such as Mamba): a key/value prefix has nowhere to go; or its layers
+            recurrent model such as Mamba): a key/value prefix has nowhere to go; the model returns no
+            cache, or fails on one token, and its config describes recurrent layers (RecurrentGemma,
+            Bamba in transformers 5.23); or its layers
             select keys by an indexer of their own (DeepSeek-V3.2's sparse attention).
 
     Explained in: book/which_models.md
@@ -99,7 +101,10 @@ def cache_layout(model: Any) -> CacheLayout | None:
     try:
         input_ids = torch.zeros(1, 1, dtype=torch.long, device=parameter.device)
         out = model(input_ids=input_ids, use_cache=True)  # the model makes the cache it uses
-    except Exception:  # noqa: BLE001 (a model we cannot probe keeps PEFT's config-based shapes)
+    except Exception as error:  # noqa: BLE001 (a model we cannot probe keeps PEFT's config-based shapes)
+        _refuse_recurrent_layers_described(
+            model, f"fails a forward pass on one token with its own cache ({error!r:.200})"
+        )
         return None
     finally:
         for module, training in modes.items():
@@ -110,6 +115,10 @@ def cache_layout(model: Any) -> CacheLayout | None:
     )
     if cache is None and recurrent is not None:  # Mamba's cache_params, RWKV's state: a recurrent state only
         raise ValueError(_no_keys_and_values(model, type(recurrent).__name__))
+    if cache is None:
+        _refuse_recurrent_layers_described(
+            model, "returns no cache from a forward pass with use_cache=True (it keeps its state in its own modules)"
+        )
     cache = getattr(cache, "self_attention_cache", cache)  # a BERT-like decoder's EncoderDecoderCache
     layers = getattr(cache, "layers", None)
     if not layers:
@@ -137,6 +146,25 @@ def cache_layout(model: Any) -> CacheLayout | None:
         raise ValueError(_no_keys_and_values(model, ", ".join(kinds)))
     windows = [layer.sliding_window for layer in layers if isinstance(getattr(layer, "sliding_window", None), int)]
     return CacheLayout(shapes, type(cache), min(windows) if windows else None)
+
+
+def _refuse_recurrent_layers_described(model: Any, why: str) -> None:
+    """Raise for a model whose cache cannot be probed (it returns none, as RecurrentGemma, which keeps
+    its recurrent state in its own modules; or its forward fails) and whose config describes a cache
+    with recurrent layers: which layers take keys and values cannot be read, and a config-shaped
+    prefix would be handed to layers that hold none. ``why``: what the probe found."""
+    try:
+        layers = getattr(new_cache(None, model.config), "layers", None) or []
+    except Exception:  # noqa: BLE001 (a config DynamicCache cannot read: the config decides, as before)
+        return
+    kinds = sorted({type(layer).__name__ for layer in layers if isinstance(layer, LinearAttentionCacheLayerMixin)})
+    if kinds:
+        raise ValueError(
+            f"{type(model).__name__} ({getattr(model.config, 'model_type', '?')}) {why}, and the cache its "
+            f"config describes has recurrent layers ({', '.join(kinds)}) that hold no keys and values, so minipeft "
+            "cannot tell where a prefix would go. Use prompt tuning (PromptTuningConfig), which prepends "
+            "embeddings instead."
+        )
 
 
 def _no_keys_and_values(model: Any, kinds: str) -> str:

@@ -126,6 +126,19 @@ def test_a_model_without_keys_and_values_is_refused_by_name():
         get_peft_model(rwkv, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
 
 
+def test_a_model_that_returns_no_cache_but_has_recurrent_layers_is_refused_by_name():
+    """RecurrentGemma keeps its recurrent state in its modules and returns no cache, so its layout cannot
+    be read; the cache its config describes has recurrent layers, where a prefix cannot go."""
+    model = tiny(
+        "recurrent_gemma", num_hidden_layers=3, num_key_value_heads=1, head_dim=16, lru_width=64,
+        attention_window_size=16,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"RecurrentGemmaForCausalLM \(recurrent_gemma\) returns no cache.*"
+                       r"LinearAttentionLayer.*PromptTuningConfig"):  # fmt: skip
+        get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    assert all(p.requires_grad for p in model.parameters())  # refused before anything was frozen
+
+
 def test_sparse_attention_with_an_indexer_is_refused_by_name():
     model = tiny(
         "deepseek_v32", num_hidden_layers=2, num_key_value_heads=4, head_dim=8, q_lora_rank=32, kv_lora_rank=16,

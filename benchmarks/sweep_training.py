@@ -16,15 +16,17 @@ that on the embedded SmolLM2 with the book's data set, in one run:
    best rate is at an edge of what was tried (`--reuse-rates` keeps the runs already measured).
 
 The step budget: 40 steps of 8 examples (320 examples, 2/3 of an epoch), half of chapter 7's 80.
-`--steps 80` gives chapter 7's budget at twice the time and more: one 80-step run trained for 144 s on
-a 2-core AMD EPYC, against 31 s for 40 steps on the Intel Xeon that produced the committed sweep.
+`--steps 80` gives chapter 7's budget at twice the time and more: one 80-step run trained for 91 to
+144 s on 2-core AMD EPYCs, against 31 s for 40 steps on the Intel Xeon that produced the committed
+sweep. That sweep is under way in benchmarks/results/steps80/ (`--steps 80 --out
+benchmarks/results/steps80 --resume`, one part per sitting); chapter 8 moves to it when it is complete.
 
 Both prefix variants start from a prefix of the same scale (standard deviation 0.02, like the
 model's own embeddings), so that the comparison is about training, not initialisation.
 
 Results: benchmarks/results/{training_sweep,length_sweep,method_rates,methods}.csv.
 Usage: python benchmarks/sweep_training.py [--parts rates,lengths,methods]   (about 40 minutes on the 2-core Xeon;
-without `rates`, the best learning rates come from the committed training_sweep.csv)
+without `rates`, the best learning rates come from the training_sweep.csv under `--out`)
 Each CSV is rewritten after every run, so an interrupted sweep keeps what it measured; `--resume` skips
 the runs already in the CSVs under `--out` (a sweep longer than one sitting, e.g. `--steps 80`, split
 into parts). Every row records the CPU it ran on: float32 results differ in the last bits between CPUs.

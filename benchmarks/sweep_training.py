@@ -152,27 +152,27 @@ def next_rate(lr: float, up: bool) -> float:
     return float(f"{lr * factor:.0e}")
 
 
+INTEGERS = ("seed", "steps", "num_virtual_tokens", "trainable", "saved")
+
+
 def read_csv(name: str) -> list[dict]:
-    """The rows of ``OUT/name.csv`` (none if it does not exist), numbers as floats, seeds as ints."""
+    """The rows of ``OUT/name.csv`` (none if it does not exist): the names (variant, method, cpu) and
+    empty cells as strings, counts (INTEGERS) as ints, every other number as a float. A row written
+    before the ``steps`` column existed has ``steps`` 40, the budget of that time."""
     if not (OUT / f"{name}.csv").exists():
         return []
-    text = {"variant", "method", "cpu", "train_loss", "test_loss"}
+    text = {"variant", "method", "cpu"}
     with (OUT / f"{name}.csv").open() as f:
-        rows = list(csv.DictReader(f))
+        rows = [{"steps": "40", **r} for r in csv.DictReader(f)]
     return [
-        {
-            k: v
-            if k in text
-            else (int(v) if k in ("seed", "steps", "num_virtual_tokens", "trainable", "saved") else float(v))
-            for k, v in r.items()
-        }
-        for r in rows
+        {k: v if k in text or v == "" else (int(v) if k in INTEGERS else float(v)) for k, v in r.items()} for r in rows
     ]
 
 
 def write_csv(name: str, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # every row's, in order of appearance
     with (OUT / f"{name}.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {OUT / f'{name}.csv'}", flush=True)
@@ -197,6 +197,14 @@ def main() -> None:
     global OUT
     OUT = args.out
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.resume:
+        for name in ("training_sweep", "length_sweep", "method_rates", "methods"):
+            budgets = {r["steps"] for r in read_csv(name) if r["steps"] != ""}
+            if budgets - {args.steps}:
+                parser.error(
+                    f"{OUT / name}.csv holds runs of {sorted(budgets)} steps; --resume with --steps {args.steps} "
+                    "would mix budgets. Give the same --steps, or another --out."
+                )
     model, tokenizer = load_base_model()
     data = load_complaints()
     rates = {"P-Tuning v2": [1e-3, 1e-2, 3e-2, 1e-1], "Prefix Tuning": [1e-4, 3e-4, 1e-3, 1e-2]}
@@ -222,6 +230,12 @@ def main() -> None:
 
     def best_rate(variant: str) -> float:
         rows = [r for r in sweep if r["variant"] == variant]
+        missing = [lr for lr in rates[variant] if not any(r["learning_rate"] == lr for r in rows)]
+        if missing:
+            raise SystemExit(
+                f"{OUT / 'training_sweep.csv'} has no {variant} runs at learning rate(s) {missing}: run the "
+                "rates part (--parts rates) into this --out first."
+            )
         return min(
             rates[variant],
             key=lambda lr: statistics.mean(r["validation_loss"] for r in rows if r["learning_rate"] == lr),
@@ -229,10 +243,10 @@ def main() -> None:
 
     best = {variant: best_rate(variant) for variant in rates}
     lengths = read_csv("length_sweep") if args.resume else []
-    done = {(r["num_virtual_tokens"], r["seed"]) for r in lengths}
+    done = {(r["num_virtual_tokens"], r["learning_rate"], r["seed"]) for r in lengths}
     for n in (1, 5, 10, 20, 50) if "lengths" in parts else ():
         for seed in range(args.seeds):
-            if (n, seed) in done:
+            if (n, best["P-Tuning v2"], seed) in done:
                 continue
             peft_model = prefix_model(model, n, False, seed)
             row = {
@@ -331,6 +345,8 @@ def main() -> None:
             "test_loss": "",
             "test_accuracy": round(accuracy(zero, data["test"]), 4),
             "seconds": 0.0,
+            "steps": "",  # no training
+            "cpu": cpu_name(),
         }
     )
     write_csv("methods", methods)

@@ -77,15 +77,15 @@ def new_cache(layout: CacheLayout | None, model_config: Any) -> Any:
 def cache_layout(model: Any) -> CacheLayout | None:
     """The model's :class:`CacheLayout`, read from the cache it fills for one token (on the meta
     device too: shapes without numbers, so real architectures can be measured offline); ``None``
-    (use the config's fields, as PEFT) when the model cannot be probed: an encoder-decoder, one
-    whose forward makes no cache or fails on one token.
+    (use the config's fields, as PEFT) when the model cannot be probed: an encoder-decoder, or one
+    whose forward makes no cache or fails on one token while its config describes no recurrent layers.
 
     Raises:
         ValueError: the model's cache has layers but none holds keys and values (a pure SSM or
             recurrent model such as Mamba): a key/value prefix has nowhere to go; the model returns no
-            cache, or fails on one token, and its config describes recurrent layers (RecurrentGemma,
-            Bamba in transformers 5.23); or its layers
-            select keys by an indexer of their own (DeepSeek-V3.2's sparse attention).
+            cache, or fails on one token, and its config describes recurrent layers (RecurrentGemma;
+            Bamba and Zamba2 in transformers 5.23): where a prefix would go cannot be read; or its
+            layers select keys by an indexer of their own (DeepSeek-V3.2's sparse attention).
 
     Explained in: book/which_models.md
     """
@@ -98,17 +98,25 @@ def cache_layout(model: Any) -> CacheLayout | None:
         return None
     modes = {module: module.training for module in model.modules()}
     model.eval()  # checkpointing layers drop the cache while training
+    out, failure = None, None
     try:
         input_ids = torch.zeros(1, 1, dtype=torch.long, device=parameter.device)
         out = model(input_ids=input_ids, use_cache=True)  # the model makes the cache it uses
     except Exception as error:  # noqa: BLE001 (a model we cannot probe keeps PEFT's config-based shapes)
-        _refuse_recurrent_layers_described(
-            model, f"fails a forward pass on one token with its own cache ({error!r:.200})"
-        )
-        return None
+        failure = error
     finally:
         for module, training in modes.items():
             module.training = training
+    if failure is not None:
+        first_line = (str(failure).splitlines() or [""])[0][:160]
+        refusal = _recurrent_layers_described(
+            model,
+            f"fails a forward pass on one token, without any prefix ({type(failure).__name__}: {first_line})",
+            "The base model itself fails with its own cache here; that needs a fix in transformers first.",
+        )
+        if refusal:
+            raise ValueError(refusal) from failure
+        return None
     cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
     recurrent = next(
         (getattr(out, name) for name in ("cache_params", "state") if getattr(out, name, None) is not None), None
@@ -116,9 +124,13 @@ def cache_layout(model: Any) -> CacheLayout | None:
     if cache is None and recurrent is not None:  # Mamba's cache_params, RWKV's state: a recurrent state only
         raise ValueError(_no_keys_and_values(model, type(recurrent).__name__))
     if cache is None:
-        _refuse_recurrent_layers_described(
-            model, "returns no cache from a forward pass with use_cache=True (it keeps its state in its own modules)"
+        refusal = _recurrent_layers_described(
+            model,
+            "returns no cache from a forward pass with use_cache=True (it keeps its state in its own modules)",
+            "Use prompt tuning (PromptTuningConfig), which prepends embeddings instead.",
         )
+        if refusal:
+            raise ValueError(refusal)
     cache = getattr(cache, "self_attention_cache", cache)  # a BERT-like decoder's EncoderDecoderCache
     layers = getattr(cache, "layers", None)
     if not layers:
@@ -148,23 +160,24 @@ def cache_layout(model: Any) -> CacheLayout | None:
     return CacheLayout(shapes, type(cache), min(windows) if windows else None)
 
 
-def _refuse_recurrent_layers_described(model: Any, why: str) -> None:
-    """Raise for a model whose cache cannot be probed (it returns none, as RecurrentGemma, which keeps
-    its recurrent state in its own modules; or its forward fails) and whose config describes a cache
-    with recurrent layers: which layers take keys and values cannot be read, and a config-shaped
-    prefix would be handed to layers that hold none. ``why``: what the probe found."""
+def _recurrent_layers_described(model: Any, why: str, advice: str) -> str | None:
+    """The refusal for a model whose cache cannot be probed (it returns none, as RecurrentGemma, which
+    keeps its recurrent state in its own modules; or its forward fails) and whose config describes a
+    cache with recurrent layers: which layers take keys and values cannot be read, and a
+    config-shaped prefix would be handed to layers that hold none. ``None`` where the config
+    describes no recurrent layer. ``why``: what the probe found; ``advice``: what to do instead."""
     try:
         layers = getattr(new_cache(None, model.config), "layers", None) or []
     except Exception:  # noqa: BLE001 (a config DynamicCache cannot read: the config decides, as before)
-        return
+        return None
     kinds = sorted({type(layer).__name__ for layer in layers if isinstance(layer, LinearAttentionCacheLayerMixin)})
-    if kinds:
-        raise ValueError(
-            f"{type(model).__name__} ({getattr(model.config, 'model_type', '?')}) {why}, and the cache its "
-            f"config describes has recurrent layers ({', '.join(kinds)}) that hold no keys and values, so minipeft "
-            "cannot tell where a prefix would go. Use prompt tuning (PromptTuningConfig), which prepends "
-            "embeddings instead."
-        )
+    if not kinds:
+        return None
+    return (
+        f"{type(model).__name__} ({getattr(model.config, 'model_type', '?')}) {why}, and the cache its config "
+        f"describes has recurrent layers ({', '.join(kinds)}) that hold no keys and values, so minipeft cannot "
+        f"tell where a prefix would go. {advice}"
+    )
 
 
 def _no_keys_and_values(model: Any, kinds: str) -> str:

@@ -139,6 +139,21 @@ def test_a_model_that_returns_no_cache_but_has_recurrent_layers_is_refused_by_na
     assert all(p.requires_grad for p in model.parameters())  # refused before anything was frozen
 
 
+def test_a_hybrid_that_fails_on_one_token_is_refused_by_name_and_a_plain_model_is_not():
+    model = tiny("bamba", num_hidden_layers=2, num_key_value_heads=2, mamba_d_state=8, mamba_n_heads=4)
+    with pytest.raises(ValueError, match=r"BambaForCausalLM \(bamba\) fails a forward pass on one token, without "
+                       r"any prefix \(ValueError: .*LinearAttentionLayer.*fix in transformers") as refusal:  # fmt: skip
+        cache_layout(model)
+    assert refusal.value.__cause__ is not None  # the model's own error is kept as the cause
+    plain = tiny("llama", num_hidden_layers=2, num_key_value_heads=2)
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("no forward today")
+
+    plain.forward = fails
+    assert cache_layout(plain) is None  # no recurrent layer described: the config's shapes, as PEFT
+
+
 def test_sparse_attention_with_an_indexer_is_refused_by_name():
     model = tiny(
         "deepseek_v32", num_hidden_layers=2, num_key_value_heads=4, head_dim=8, q_lora_rank=32, kv_lora_rank=16,

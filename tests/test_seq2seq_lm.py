@@ -209,8 +209,9 @@ def test_peft_fails_with_an_index_error_on_a_decoder_deeper_than_its_encoder():
     theirs = peft.get_peft_model(
         base, peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=NUM_VIRTUAL)
     )
-    with pytest.raises(IndexError):
-        run(theirs, **seq2seq_batch(base))
+    batch = seq2seq_batch(base)
+    with pytest.raises(IndexError, match="index"):
+        run(theirs, **batch)
 
 
 def test_decoder_deeper_than_encoder_is_refused_and_model_untouched():

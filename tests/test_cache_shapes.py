@@ -133,6 +133,9 @@ def test_a_model_that_returns_no_cache_but_has_recurrent_layers_is_refused_by_na
         "recurrent_gemma", num_hidden_layers=3, num_key_value_heads=1, head_dim=16, lru_width=64,
         attention_window_size=16,
     )  # fmt: skip
+    with torch.no_grad():
+        if getattr(model(input_ids=torch.zeros(1, 1, dtype=torch.long), use_cache=True), "past_key_values", None):
+            pytest.skip("this transformers' RecurrentGemma returns a cache: its layout can be read")
     with pytest.raises(ValueError, match=r"RecurrentGemmaForCausalLM \(recurrent_gemma\) returns no cache.*"
                        r"LinearAttentionLayer.*PromptTuningConfig"):  # fmt: skip
         get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
@@ -141,6 +144,13 @@ def test_a_model_that_returns_no_cache_but_has_recurrent_layers_is_refused_by_na
 
 def test_a_hybrid_that_fails_on_one_token_is_refused_by_name_and_a_plain_model_is_not():
     model = tiny("bamba", num_hidden_layers=2, num_key_value_heads=2, mamba_d_state=8, mamba_n_heads=4)
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.zeros(1, 1, dtype=torch.long), use_cache=True)
+    except Exception:  # noqa: BLE001 (transformers 5.23's Bamba fails with its own cache: the case refused)
+        pass
+    else:
+        pytest.skip("this transformers' Bamba runs one token with its own cache: its layout can be read")
     with pytest.raises(ValueError, match=r"BambaForCausalLM \(bamba\) fails a forward pass on one token, without "
                        r"any prefix \(ValueError: .*LinearAttentionLayer.*fix in transformers") as refusal:  # fmt: skip
         cache_layout(model)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_training.py"
+SCRIPT = REPO / "benchmarks" / "sweep_training.py"  # the repository's, also when the installed wheel is tested
 
 
 @pytest.fixture

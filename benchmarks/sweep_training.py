@@ -163,7 +163,7 @@ def read_csv(name: str) -> list[dict]:
         return []
     text = {"variant", "method", "cpu"}
     with (OUT / f"{name}.csv").open() as f:
-        rows = [{"steps": "40", **r} for r in csv.DictReader(f)]
+        rows = [r if "steps" in r else {**r, "steps": "40"} for r in csv.DictReader(f)]  # steps stays in its column
     return [
         {k: v if k in text or v == "" else (int(v) if k in INTEGERS else float(v)) for k, v in r.items()} for r in rows
     ]

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 from transformers import PreTrainedModel
 
+from .cache_shapes import CacheLayout
 from .config import PeftType, PromptLearningConfig, TaskType
 from .hub import push_folder_to_hub
 from .injection import (
@@ -72,8 +73,9 @@ class PeftModel(PreTrainedModel):
             :class:`~minipeft.PromptTuningConfig` or :class:`~minipeft.PromptEncoderConfig`).
         adapter_name: Its name.
         autocast_adapter_dtype, low_cpu_mem_usage: PEFT's arguments; the adapters stay in float32.
-        prompt_encoder, saved_state, source: From ``from_pretrained``: the built adapter, saved
-            tensors of base-model modules (a classifier's head) and the file they came from.
+        prompt_encoder, saved_state, source, cache_layout: From ``from_pretrained``: the built
+            adapter, saved tensors of base-model modules (a classifier's head), the file they came
+            from, and the model's cache layout that shaped the adapter (so the model is probed once).
 
     Attributes:
         prompt_encoder: ``nn.ModuleDict`` ``{adapter_name: encoder}`` (PEFT's parameter names,
@@ -114,6 +116,7 @@ class PeftModel(PreTrainedModel):
         prompt_encoder: nn.Module | None = None,
         saved_state: dict[str, torch.Tensor] | None = None,
         source: str | os.PathLike = "the saved state",
+        cache_layout: CacheLayout | None = None,
     ) -> None:
         nn.Module.__init__(self)  # not PreTrainedModel's: the model's config and state stay the base model's
         if isinstance(model, PeftModel):
@@ -124,6 +127,8 @@ class PeftModel(PreTrainedModel):
         self.prompt_encoder = nn.ModuleDict()
         self.active_adapter: str | list = adapter_name
         self._adapters_disabled = False
+        if cache_layout is not None:  # from_pretrained has probed the model already
+            self.__dict__["_cache_layout"] = cache_layout
         self._add(adapter_name, peft_config, prompt_encoder, saved_state, source)
         for param in model.parameters():
             param.requires_grad_(False)
@@ -654,12 +659,14 @@ class PeftModel(PreTrainedModel):
         """
         if config is not None and not isinstance(config, PromptLearningConfig):
             raise ValueError(f"The input config must be a PeftConfig, got {config.__class__}")
-        config, encoder, state = read_adapter(model, model_id, is_trainable, config=config, **kwargs)
+        config, encoder, state, layout = read_adapter(model, model_id, is_trainable, config=config, **kwargs)
         if config.task_type is None:
             config.task_type = infer_task_type(model)
         wrapper = PeftModel._TASK_CLASSES.get(config.task_type, cls)
         source = Path(model_id) / WEIGHTS_NAME
-        peft_model = wrapper(model, config, adapter_name, prompt_encoder=encoder, saved_state=state, source=source)
+        peft_model = wrapper(
+            model, config, adapter_name, prompt_encoder=encoder, saved_state=state, source=source, cache_layout=layout
+        )
         device = _device_of(kwargs)
         if device is not None:
             peft_model.to(device)
@@ -685,7 +692,9 @@ class PeftModel(PreTrainedModel):
 
         Explained in: book/05_saving_and_loading.ipynb
         """
-        config, encoder, state = read_adapter(self.base_model, model_id, is_trainable, **kwargs)
+        config, encoder, state, _ = read_adapter(
+            self.base_model, model_id, is_trainable, layout=self.__dict__.get("_cache_layout"), **kwargs
+        )
         if adapter_name in self.peft_config:
             self._replace_weights(adapter_name, config, encoder, state, Path(model_id) / WEIGHTS_NAME)
         else:

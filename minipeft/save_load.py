@@ -375,14 +375,19 @@ def read_adapter(
     model_id: str | os.PathLike,
     is_trainable: bool = False,
     config: PromptLearningConfig | None = None,
+    layout: CacheLayout | None = None,
     **kwargs: Any,
-) -> tuple[PromptLearningConfig, nn.Module, dict[str, torch.Tensor]]:
+) -> tuple[PromptLearningConfig, nn.Module, dict[str, torch.Tensor], CacheLayout | None]:
     """Read and check an adapter (folder or Hub repository) for ``model``, without touching ``model``.
 
+    ``layout`` is ``model``'s cache layout when the caller already has it (a wrapper loading another
+    adapter); without it a prefix's shapes come from probing ``model`` once (:func:`fill_shapes`).
+
     Returns:
-        ``(config, encoder, head_tensors)``: the filled config (``inference_mode = not is_trainable``;
-        ``config`` itself when given), the encoder holding the saved weights, and the file's tensors of
-        base-model modules by key (a classifier's head: ``base_model.classifier.weight``).
+        ``(config, encoder, head_tensors, layout)``: the filled config (``inference_mode = not
+        is_trainable``; ``config`` itself when given), the encoder holding the saved weights, the file's
+        tensors of base-model modules by key (a classifier's head: ``base_model.classifier.weight``),
+        and the cache layout the shapes came from (``None`` for a soft prompt), for the wrapper to keep.
 
     Raises:
         FileNotFoundError: no config or no weights.
@@ -399,7 +404,7 @@ def read_adapter(
     tensors = {k: v for k, v in tensors.items() if k.startswith("base_model.")}  # a trained head, if any
     prefix = config.peft_type is PeftType.PREFIX_TUNING
     try:
-        fill_shapes(config, model)  # shaped by what the model's cache holds, as get_peft_model shapes it
+        layout = fill_shapes(config, model, layout)  # shaped by what the model's cache holds, as get_peft_model
     except ShapeMismatchError as error:
         raise ValueError(
             f"{config_path} was made for another base model than this {type(model).__name__}: {error.describe()}."
@@ -434,7 +439,7 @@ def read_adapter(
     with torch.no_grad():
         if not reparameterised:
             encoder.embedding.weight.copy_(table.to(encoder.embedding.weight))
-            return config, encoder, tensors
+            return config, encoder, tensors, layout
         try:
             encoder.load_state_dict(encoder_state)
         except RuntimeError as error:
@@ -442,4 +447,4 @@ def read_adapter(
         recomputed = encoder(torch.arange(rows).unsqueeze(0))[0]
         if not torch.allclose(recomputed, table.to(recomputed), atol=1e-4, rtol=1e-4):
             raise ValueError(f"{model_id}: the encoder's state does not produce the table in {WEIGHTS_NAME}.")
-    return config, encoder, tensors
+    return config, encoder, tensors, layout

@@ -283,3 +283,16 @@ def test_several_adapters_save_to_subfolders_and_load_back(tmp_path):
         assert (logits(model, **batch) - logits(loaded, **batch)).abs().max() <= ATOL
     model.save_pretrained(tmp_path / "only", selected_adapters=["other"])
     assert not (tmp_path / "only" / "adapter_config.json").exists() and (tmp_path / "only" / "other").is_dir()
+
+
+def test_loading_asks_the_model_for_its_cache_layout_once(tmp_path):
+    # the probe is a one-token forward of the whole base model: once per wrapped model, not once per read
+    base = tiny_llama()
+    minipeft_model(base).save_pretrained(tmp_path)
+    probes = []
+    loaded_base = copy.deepcopy(base)
+    loaded_base.register_forward_hook(lambda *args: probes.append(1))
+    loaded = PeftModel.from_pretrained(loaded_base, tmp_path)
+    assert len(probes) == 1
+    loaded.load_adapter(tmp_path, "again")
+    assert len(probes) == 1  # the wrapper already holds the layout

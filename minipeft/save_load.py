@@ -404,7 +404,7 @@ def read_adapter(
     tensors = {k: v for k, v in tensors.items() if k.startswith("base_model.")}  # a trained head, if any
     prefix = config.peft_type is PeftType.PREFIX_TUNING
     try:
-        layout = fill_shapes(config, model, layout)  # shaped by what the model's cache holds, as get_peft_model
+        layout = fill_shapes(config, model, layout)  # shaped by the model's cache, as get_peft_model shapes it
     except ShapeMismatchError as error:
         raise ValueError(
             f"{config_path} was made for another base model than this {type(model).__name__}: {error.describe()}."
